@@ -1,0 +1,88 @@
+/*
+ * conf — relayd.conf parsed into one immutable struct config (DESIGN.md, Configuration).
+ * Grammar: `keyword args…` one statement per line, `#` comments, and
+ * `upstream NAME { … }` blocks.  Errors read `FILE:LINE: message`.
+ * This module opens no sockets and never touches the queue.
+ */
+#ifndef RELAYD_CONF_H
+#define RELAYD_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* One `listen ADDR:PORT` statement, already resolved to a socket address. */
+struct conf_listen {
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char text[64];			/* "127.0.0.1:2525" or "[::1]:2525", for logs */
+};
+
+/* One network of `allow CIDR…`. */
+struct conf_cidr {
+	int family;			/* AF_INET or AF_INET6 */
+	unsigned char addr[16];		/* network address, host bits cleared */
+	unsigned prefix;		/* 0..32 or 0..128 */
+};
+
+enum conf_tls_mode { CONF_TLS_STARTTLS, CONF_TLS_IMPLICIT, CONF_TLS_NONE };
+
+/* One `upstream NAME { … }` block: where to forward mail (used by delivery). */
+struct conf_upstream {
+	char *name;
+	char *host;
+	unsigned port;			/* default 587, or 465 with `tls tls`, 25 with `tls none` */
+	enum conf_tls_mode tls;
+	int verify;			/* 1: check chain and host name (default) */
+	char *ca_file;			/* NULL: the system store */
+	char *user;
+	char *password_file;
+	unsigned max_connections;	/* default 4 */
+	int line;			/* where the block starts, for messages */
+};
+
+enum conf_log_target { CONF_LOG_STDERR, CONF_LOG_SYSLOG, CONF_LOG_FILE };
+
+struct config {
+	char *path;			/* the file this came from */
+	char *hostname;			/* default: gethostname() */
+	char *queue_dir;		/* default /var/spool/relayd */
+	uint64_t queue_map_size;	/* initial LMDB map size, default 256M */
+	uint64_t queue_max_size;	/* the map never grows past this, default 16G */
+	enum conf_log_target log_target;
+	char *log_file;			/* with CONF_LOG_FILE */
+	struct conf_listen *listen;
+	size_t nlisten;
+	struct conf_cidr *allow;	/* networks that may relay without AUTH; default none */
+	size_t nallow;
+	uint64_t max_message_size;	/* default 50M */
+	unsigned max_recipients;	/* default 1000 */
+	unsigned max_clients;		/* concurrent sessions, default 1000 */
+	unsigned max_errors;		/* errors before a session is dropped, default 20 */
+	unsigned timeout_idle;		/* seconds of silence allowed, default 300 */
+	unsigned timeout_command;	/* seconds to send one whole command line, default 60 */
+	unsigned timeout_data;		/* seconds for the whole DATA phase, default 1800 */
+	char *user;			/* drop privileges to this user after binding */
+	struct conf_upstream *upstreams;
+	size_t nupstreams;
+};
+
+/*
+ * Parse FILE.  On success returns a config the caller frees with conf_free();
+ * on failure returns NULL and writes "FILE:LINE: message" into err.
+ */
+struct config *conf_load(const char *path, char *err, size_t errlen);
+/* The same from a string; name is used in messages in place of a path. */
+struct config *conf_parse(const char *name, const char *text, char *err, size_t errlen);
+void conf_free(struct config *conf);
+
+/* "30s 5m 4h 5d" → seconds; a bare number is seconds.  0 on success, -1 on error. */
+int conf_parse_duration(const char *s, unsigned *seconds);
+/* "512 10K 50M 2G" → bytes (K = 1024).  0 on success, -1 on error. */
+int conf_parse_size(const char *s, uint64_t *bytes);
+/* "10.0.0.0/8", "::1", "192.168.1.7" → network.  0 on success, -1 on error. */
+int conf_parse_cidr(const char *s, struct conf_cidr *out);
+/* "127.0.0.1:2525", "[::1]:25", "*:2525" → socket address.  0 / -1. */
+int conf_parse_listen(const char *s, struct conf_listen *out);
+
+#endif

@@ -1,0 +1,84 @@
+/*
+ * conf/internal.h — what conf/'s files share and nobody else sees: the parser
+ * state, the keyword table row (STYLE.md rule 7), error reporting, and the
+ * small value parsers that conf.h does not export.
+ */
+#ifndef RELAYD_CONF_INTERNAL_H
+#define RELAYD_CONF_INTERNAL_H
+
+#include <stddef.h>
+
+#include "conf/conf.h"
+
+#define CONF_LINE_MAX	  4096		/* a line, newline included, must be shorter */
+#define CONF_ARGS_MAX	  64		/* words in one statement */
+#define CONF_KEYWORDS_MAX 32		/* rows in one section's table */
+#define CONF_FILE_MAX	  (1024 * 1024)	/* conf_load refuses bigger files */
+
+struct conf_parser;
+
+/*
+ * A keyword's handler: store argv[0..argc-1] into the field at base + offset
+ * (base is the struct config, or the open struct conf_upstream).  The grammar
+ * has already checked the argument count and duplicates.  Returns 0, or -1
+ * after conf_error().
+ */
+typedef int conf_set_fn(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv);
+
+enum conf_kind {
+	CONF_ONCE,			/* a second statement is an error */
+	CONF_MANY,			/* statements accumulate (listen, allow) */
+	CONF_BLOCK,			/* `keyword ARGS {`: the handler calls conf_enter() */
+};
+
+struct conf_keyword {
+	const char *name;
+	conf_set_fn *set;
+	size_t offset;
+	int min_args, max_args;
+	enum conf_kind kind;
+};
+
+/* A keyword table and the check that runs when it ends (at `}`, or at EOF on top). */
+struct conf_section {
+	const char *name;		/* "upstream"; NULL for the top level */
+	const struct conf_keyword *keywords;
+	size_t nkeywords;
+	int (*close)(struct conf_parser *p, void *base);
+};
+
+struct conf_parser {
+	const char *name;		/* file name for messages */
+	int line;			/* the line being parsed */
+	const char *keyword;		/* the statement's keyword, for handlers' messages */
+	struct config *conf;
+	const struct conf_section *section;
+	void *base;			/* what the current section's offsets point into */
+	int depth;			/* 0 at the top level, 1 inside a block */
+	int block_line;			/* where the open block started */
+	int first_line[2][CONF_KEYWORDS_MAX];	/* per depth: where each keyword was seen */
+	char *err;
+	size_t errlen;
+};
+
+extern const struct conf_section conf_top_section;
+extern const struct conf_section conf_upstream_section;
+
+/* Write "NAME:LINE: message" into the parser's error buffer. */
+void conf_error(struct conf_parser *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* From a CONF_BLOCK handler: the following lines belong to section, into base. */
+void conf_enter(struct conf_parser *p, const struct conf_section *section, void *base);
+/* The line where keyword was first given in the current section, or 0. */
+int conf_seen(const struct conf_parser *p, const char *keyword);
+
+/* Allocate an empty config (no defaults yet: the top section's close fills them). */
+struct config *conf_new(void);
+
+/* Decimal digits only, 1..UINT_MAX.  0 / -1. */
+int conf_parse_count(const char *s, unsigned *out);
+/* Decimal digits only, 1..65535.  0 / -1. */
+int conf_parse_port(const char *s, unsigned *out);
+
+#endif

@@ -1,0 +1,436 @@
+/*
+ * keywords — the keyword tables of relayd.conf (top level and `upstream`
+ * blocks), their handlers, the defaults, and the checks that need the whole
+ * file.  Adding a keyword is one table row, plus its field in conf.h and its
+ * line in relayd.conf.sample.
+ */
+#include "conf/internal.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CONF_FIELD(base, offset, type) ((type *)(void *)((char *)(base) + (offset)))
+
+#define DEFAULT_QUEUE_DIR	"/var/spool/relayd"
+#define DEFAULT_LISTEN		"127.0.0.1:2525"
+#define MIN_QUEUE_SIZE		(UINT64_C(1) << 20)
+
+/* Letters, digits and the characters in extra; 1..max bytes. */
+static int conf_valid_name(const char *s, const char *extra, size_t max)
+{
+	size_t len = strlen(s);
+
+	if (len == 0 || len > max)
+		return 0;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr(extra, *s))
+			return 0;
+	return 1;
+}
+
+/* 16G, 256M, 1536K or 1000: the largest unit that divides the size exactly. */
+static const char *conf_size_text(uint64_t n, char *buf, size_t len)
+{
+	static const char units[] = "GMK";
+	for (int i = 0; i < 3; i++) {
+		uint64_t unit = UINT64_C(1) << (10 * (3 - i));
+		if (n >= unit && n % unit == 0) {
+			snprintf(buf, len, "%llu%c", (unsigned long long)(n / unit), units[i]);
+			return buf;
+		}
+	}
+	snprintf(buf, len, "%llu", (unsigned long long)n);
+	return buf;
+}
+
+static int conf_store_string(struct conf_parser *p, char **field, const char *value)
+{
+	char *copy = strdup(value);
+
+	if (!copy) {
+		conf_error(p, "out of memory");
+		return -1;
+	}
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+static int conf_set_string(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	(void)argc;
+	if (argv[0][0] == '\0') {
+		conf_error(p, "%s: empty value", p->keyword);
+		return -1;
+	}
+	return conf_store_string(p, CONF_FIELD(base, offset, char *), argv[0]);
+}
+
+/* A file relayd opens later, maybe after chdir("/"): only absolute paths. */
+static int conf_set_path(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	(void)argc;
+	if (argv[0][0] != '/') {
+		conf_error(p, "%s: \"%s\" is not an absolute path", p->keyword, argv[0]);
+		return -1;
+	}
+	return conf_store_string(p, CONF_FIELD(base, offset, char *), argv[0]);
+}
+
+/* The name relayd greets with: it lands in SMTP replies and headers, so no blanks. */
+static int conf_set_hostname(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	if (!conf_valid_name(argv[0], ".-", 253)) {
+		conf_error(p, "%s: bad host name \"%s\"", p->keyword, argv[0]);
+		return -1;
+	}
+	return conf_set_string(p, base, offset, argc, argv);
+}
+
+/* An upstream's host: a name, or an IPv4 or IPv6 address. */
+static int conf_set_host(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	if (!conf_valid_name(argv[0], ".-_:", 253)) {
+		conf_error(p, "%s: bad host name \"%s\"", p->keyword, argv[0]);
+		return -1;
+	}
+	return conf_set_string(p, base, offset, argc, argv);
+}
+
+static int conf_set_size(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	uint64_t n;
+
+	(void)argc;
+	if (conf_parse_size(argv[0], &n) < 0 || n == 0) {
+		conf_error(p, "%s: bad size \"%s\" (use 512, 10K, 50M, 2G)", p->keyword,
+		    argv[0]);
+		return -1;
+	}
+	*CONF_FIELD(base, offset, uint64_t) = n;
+	return 0;
+}
+
+static int conf_set_queue_size(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	if (conf_set_size(p, base, offset, argc, argv) < 0)
+		return -1;
+	if (*CONF_FIELD(base, offset, uint64_t) < MIN_QUEUE_SIZE) {
+		conf_error(p, "%s: %s is less than 1M", p->keyword, argv[0]);
+		return -1;
+	}
+	return 0;
+}
+
+static int conf_set_count(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	(void)argc;
+	if (conf_parse_count(argv[0], CONF_FIELD(base, offset, unsigned)) < 0) {
+		conf_error(p, "%s: \"%s\" is not a positive whole number", p->keyword, argv[0]);
+		return -1;
+	}
+	return 0;
+}
+
+static int conf_set_port(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	(void)argc;
+	if (conf_parse_port(argv[0], CONF_FIELD(base, offset, unsigned)) < 0) {
+		conf_error(p, "%s: bad port \"%s\" (1..65535)", p->keyword, argv[0]);
+		return -1;
+	}
+	return 0;
+}
+
+/* Every duration keyword is a timeout, and a timeout of 0 would drop every client. */
+static int conf_set_timeout(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	unsigned n;
+
+	(void)argc;
+	if (conf_parse_duration(argv[0], &n) < 0 || n == 0) {
+		conf_error(p, "%s: bad duration \"%s\" (use 30s, 5m, 4h, 5d; at least 1s)",
+		    p->keyword, argv[0]);
+		return -1;
+	}
+	*CONF_FIELD(base, offset, unsigned) = n;
+	return 0;
+}
+
+static int conf_set_yes_no(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	(void)argc;
+	if (strcmp(argv[0], "yes") != 0 && strcmp(argv[0], "no") != 0) {
+		conf_error(p, "%s: \"%s\" is not yes or no", p->keyword, argv[0]);
+		return -1;
+	}
+	*CONF_FIELD(base, offset, int) = strcmp(argv[0], "yes") == 0;
+	return 0;
+}
+
+static int conf_set_tls(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	static const struct { const char *word; enum conf_tls_mode mode; } modes[] = {
+		{ "starttls", CONF_TLS_STARTTLS },
+		{ "tls", CONF_TLS_IMPLICIT },
+		{ "none", CONF_TLS_NONE },
+	};
+
+	(void)argc;
+	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+		if (strcmp(argv[0], modes[i].word) == 0) {
+			*CONF_FIELD(base, offset, enum conf_tls_mode) = modes[i].mode;
+			return 0;
+		}
+	}
+	conf_error(p, "%s: \"%s\" is not starttls, tls or none", p->keyword, argv[0]);
+	return -1;
+}
+
+/* log stderr | syslog | /absolute/file */
+static int conf_set_log(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	struct config *conf = base;
+
+	(void)argc, (void)offset;
+	if (strcmp(argv[0], "stderr") == 0) {
+		conf->log_target = CONF_LOG_STDERR;
+	} else if (strcmp(argv[0], "syslog") == 0) {
+		conf->log_target = CONF_LOG_SYSLOG;
+	} else if (argv[0][0] == '/') {
+		conf->log_target = CONF_LOG_FILE;
+		return conf_store_string(p, &conf->log_file, argv[0]);
+	} else {
+		conf_error(p, "log: \"%s\" is not stderr, syslog or an absolute file path",
+		    argv[0]);
+		return -1;
+	}
+	return 0;
+}
+
+static int conf_add_listen(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	struct config *conf = base;
+	struct conf_listen l, *grown;
+
+	(void)argc, (void)offset;
+	if (conf_parse_listen(argv[0], &l) < 0) {
+		conf_error(p, "listen: bad address \"%s\" (use 127.0.0.1:2525, [::1]:2525 "
+		    "or *:25)", argv[0]);
+		return -1;
+	}
+	for (size_t i = 0; i < conf->nlisten; i++) {
+		if (strcmp(conf->listen[i].text, l.text) == 0) {
+			conf_error(p, "listen: %s given twice", l.text);
+			return -1;
+		}
+	}
+	grown = reallocarray(conf->listen, conf->nlisten + 1, sizeof *grown);
+	if (!grown) {
+		conf_error(p, "out of memory");
+		return -1;
+	}
+	conf->listen = grown;
+	conf->listen[conf->nlisten++] = l;
+	return 0;
+}
+
+static int conf_add_allow(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	struct config *conf = base;
+	struct conf_cidr *grown;
+
+	(void)offset;
+	grown = reallocarray(conf->allow, conf->nallow + (size_t)argc, sizeof *grown);
+	if (!grown) {
+		conf_error(p, "out of memory");
+		return -1;
+	}
+	conf->allow = grown;
+	for (int i = 0; i < argc; i++) {
+		if (conf_parse_cidr(argv[i], &conf->allow[conf->nallow]) < 0) {
+			conf_error(p, "allow: bad network \"%s\" (use 10.0.0.0/8, ::1, "
+			    "fd00::/8)", argv[i]);
+			return -1;
+		}
+		conf->nallow++;
+	}
+	return 0;
+}
+
+static const struct conf_keyword conf_upstream_keywords[] = {
+	{ "host", conf_set_host, offsetof(struct conf_upstream, host), 1, 1, CONF_ONCE },
+	{ "port", conf_set_port, offsetof(struct conf_upstream, port), 1, 1, CONF_ONCE },
+	{ "tls", conf_set_tls, offsetof(struct conf_upstream, tls), 1, 1, CONF_ONCE },
+	{ "verify", conf_set_yes_no, offsetof(struct conf_upstream, verify), 1, 1, CONF_ONCE },
+	{ "ca_file", conf_set_path, offsetof(struct conf_upstream, ca_file), 1, 1, CONF_ONCE },
+	{ "user", conf_set_string, offsetof(struct conf_upstream, user), 1, 1, CONF_ONCE },
+	{ "password_file", conf_set_path, offsetof(struct conf_upstream, password_file), 1, 1,
+	    CONF_ONCE },
+	{ "max_connections", conf_set_count, offsetof(struct conf_upstream, max_connections),
+	    1, 1, CONF_ONCE },
+};
+
+/* At `}`: the block must name a host; the port follows the TLS mode unless given. */
+static int conf_close_upstream(struct conf_parser *p, void *base)
+{
+	struct conf_upstream *u = base;
+
+	if (!u->host) {
+		conf_error(p, "upstream \"%s\" has no host", u->name);
+		return -1;
+	}
+	if (!u->user != !u->password_file) {
+		conf_error(p, "upstream \"%s\": user and password_file go together", u->name);
+		return -1;
+	}
+	if (u->port == 0)
+		u->port = u->tls == CONF_TLS_IMPLICIT ? 465 : u->tls == CONF_TLS_NONE ? 25 : 587;
+	return 0;
+}
+
+const struct conf_section conf_upstream_section = {
+	"upstream", conf_upstream_keywords,
+	sizeof conf_upstream_keywords / sizeof conf_upstream_keywords[0],
+	conf_close_upstream,
+};
+
+/* upstream NAME { — NAME is what routes and log lines (`upstream=NAME`) call it. */
+static int conf_open_upstream(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	struct config *conf = base;
+	struct conf_upstream *u;
+
+	(void)argc, (void)offset;
+	if (!conf_valid_name(argv[0], "._-", 64)) {
+		conf_error(p, "upstream: bad name \"%s\" (letters, digits, . _ -)", argv[0]);
+		return -1;
+	}
+	for (size_t i = 0; i < conf->nupstreams; i++) {
+		if (strcmp(conf->upstreams[i].name, argv[0]) == 0) {
+			conf_error(p, "upstream \"%s\" defined twice (first at line %d)", argv[0],
+			    conf->upstreams[i].line);
+			return -1;
+		}
+	}
+	u = reallocarray(conf->upstreams, conf->nupstreams + 1, sizeof *u);
+	if (!u) {
+		conf_error(p, "out of memory");
+		return -1;
+	}
+	conf->upstreams = u;
+	u = &conf->upstreams[conf->nupstreams++];
+	memset(u, 0, sizeof *u);
+	u->tls = CONF_TLS_STARTTLS;
+	u->verify = 1;
+	u->max_connections = 4;
+	u->line = p->line;
+	if (conf_store_string(p, &u->name, argv[0]) < 0)
+		return -1;
+	conf_enter(p, &conf_upstream_section, u);
+	return 0;
+}
+
+static const struct conf_keyword conf_top_keywords[] = {
+	{ "hostname", conf_set_hostname, offsetof(struct config, hostname), 1, 1, CONF_ONCE },
+	{ "queue", conf_set_string, offsetof(struct config, queue_dir), 1, 1, CONF_ONCE },
+	{ "queue_map_size", conf_set_queue_size, offsetof(struct config, queue_map_size), 1, 1,
+	    CONF_ONCE },
+	{ "queue_max_size", conf_set_queue_size, offsetof(struct config, queue_max_size), 1, 1,
+	    CONF_ONCE },
+	{ "log", conf_set_log, offsetof(struct config, log_target), 1, 1, CONF_ONCE },
+	{ "listen", conf_add_listen, offsetof(struct config, listen), 1, 1, CONF_MANY },
+	{ "allow", conf_add_allow, offsetof(struct config, allow), 1, CONF_ARGS_MAX, CONF_MANY },
+	{ "max_message_size", conf_set_size, offsetof(struct config, max_message_size), 1, 1,
+	    CONF_ONCE },
+	{ "max_recipients", conf_set_count, offsetof(struct config, max_recipients), 1, 1,
+	    CONF_ONCE },
+	{ "max_clients", conf_set_count, offsetof(struct config, max_clients), 1, 1, CONF_ONCE },
+	{ "max_errors", conf_set_count, offsetof(struct config, max_errors), 1, 1, CONF_ONCE },
+	{ "timeout_idle", conf_set_timeout, offsetof(struct config, timeout_idle), 1, 1,
+	    CONF_ONCE },
+	{ "timeout_command", conf_set_timeout, offsetof(struct config, timeout_command), 1, 1,
+	    CONF_ONCE },
+	{ "timeout_data", conf_set_timeout, offsetof(struct config, timeout_data), 1, 1,
+	    CONF_ONCE },
+	{ "user", conf_set_string, offsetof(struct config, user), 1, 1, CONF_ONCE },
+	{ "upstream", conf_open_upstream, offsetof(struct config, upstreams), 1, 1, CONF_BLOCK },
+};
+
+_Static_assert(sizeof conf_top_keywords / sizeof conf_top_keywords[0] <= CONF_KEYWORDS_MAX,
+    "raise CONF_KEYWORDS_MAX");
+_Static_assert(sizeof conf_upstream_keywords / sizeof conf_upstream_keywords[0] <=
+    CONF_KEYWORDS_MAX, "raise CONF_KEYWORDS_MAX");
+
+struct config *conf_new(void)
+{
+	struct config *conf = calloc(1, sizeof *conf);
+
+	if (!conf)
+		return NULL;
+	conf->queue_map_size = UINT64_C(256) << 20;
+	conf->queue_max_size = UINT64_C(16) << 30;
+	conf->log_target = CONF_LOG_STDERR;
+	conf->max_message_size = UINT64_C(50) << 20;
+	conf->max_recipients = 1000;
+	conf->max_clients = 1000;
+	conf->max_errors = 20;
+	conf->timeout_idle = 5 * 60;
+	conf->timeout_command = 60;
+	conf->timeout_data = 30 * 60;
+	return conf;
+}
+
+/* At end of file: the defaults that are not constants, and checks across keywords. */
+static int conf_close_top(struct conf_parser *p, void *base)
+{
+	struct config *conf = base;
+
+	if (!conf->hostname) {
+		char name[256] = "";
+		if (gethostname(name, sizeof name - 1) < 0 || name[0] == '\0')
+			strcpy(name, "localhost");
+		if (conf_store_string(p, &conf->hostname, name) < 0)
+			return -1;
+	}
+	if (!conf->queue_dir && conf_store_string(p, &conf->queue_dir, DEFAULT_QUEUE_DIR) < 0)
+		return -1;
+	if (conf->nlisten == 0) {
+		char def[] = DEFAULT_LISTEN, *argv[] = { def };
+		if (conf_add_listen(p, conf, 0, 1, argv) < 0)
+			return -1;
+	}
+	if (conf->queue_max_size < conf->queue_map_size) {
+		char max[32], map[32];
+		int line = conf_seen(p, "queue_max_size");
+		p->line = line ? line : conf_seen(p, "queue_map_size");
+		conf_error(p, "queue_max_size %s is smaller than queue_map_size %s",
+		    conf_size_text(conf->queue_max_size, max, sizeof max),
+		    conf_size_text(conf->queue_map_size, map, sizeof map));
+		return -1;
+	}
+	return 0;
+}
+
+const struct conf_section conf_top_section = {
+	NULL, conf_top_keywords, sizeof conf_top_keywords / sizeof conf_top_keywords[0],
+	conf_close_top,
+};
