@@ -1,0 +1,48 @@
+/*
+ * envelope — struct queue_envelope's constructor, destructor and recipient
+ * list.  An envelope owns every string it points to.
+ */
+#include "queue/record.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct queue_envelope *queue_envelope_new(void)
+{
+	return calloc(1, sizeof(struct queue_envelope));
+}
+
+void queue_envelope_free(struct queue_envelope *env)
+{
+	if (!env)
+		return;
+	free(env->sender);
+	free(env->envid);
+	free(env->client_addr);
+	free(env->helo);
+	free(env->auth_user);
+	for (size_t i = 0; i < env->nrcpts; i++)
+		queue_rcpt_clear(&env->rcpts[i]);
+	free(env->rcpts);
+	free(env);
+}
+
+int queue_envelope_add_rcpt(struct queue_envelope *env, const char *addr,
+    const char *orcpt, unsigned notify)
+{
+	struct queue_rcpt r = { .notify = notify, .state = QUEUE_RCPT_PENDING };
+
+	if (!(r.addr = strdup(addr)) || (orcpt && !(r.orcpt = strdup(orcpt)))) {
+		free(r.addr);
+		return -1;
+	}
+	/* Grown one at a time: a message has a handful of recipients, SMTP caps them. */
+	struct queue_rcpt *p = reallocarray(env->rcpts, env->nrcpts + 1, sizeof *p);
+	if (!p) {
+		queue_rcpt_clear(&r);
+		return -1;
+	}
+	env->rcpts = p;
+	env->rcpts[env->nrcpts++] = r;
+	return 0;
+}

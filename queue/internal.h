@@ -1,0 +1,86 @@
+/*
+ * internal — what the files of queue/ share and nobody else may see: the
+ * struct queue itself, a commit job, and the helpers one file offers another
+ * (read transactions that are safe against map growth, the writer thread,
+ * spool reading, id checks).
+ */
+#ifndef RELAYD_QUEUE_INTERNAL_H
+#define RELAYD_QUEUE_INTERNAL_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "queue/queue.h"
+
+/* One queue_commit() on its way through the writer thread. */
+struct queue_job {
+	struct queue_job *next;
+	struct queue_envelope *env;
+	struct queue_spool *spool;
+	queue_done_fn *done;
+	void *arg;
+	enum queue_status status;
+};
+
+struct queue_job_list {
+	struct queue_job *head, *tail;
+};
+
+struct queue {
+	char *dir;
+	char *spool_dir;		/* DIR/spool: bodies too big for memory */
+	size_t spool_memory;
+	int readonly;
+	int lock_fd;			/* flock()ed: one writing relayd per queue */
+
+	/*
+	 * The environment.  Read transactions hold map_lock for reading;
+	 * growing the map (or reopening after MDB_PANIC) holds it for writing,
+	 * because LMDB requires that no transaction of this process is open
+	 * while the map changes.  Only the writer thread writes.
+	 */
+	MDB_env *env;
+	MDB_dbi db_msg, db_body, db_rcpt, db_sched;
+	pthread_rwlock_t map_lock;
+	uint64_t map_size;		/* current */
+	uint64_t max_size;
+
+	/* Ids (id.c). */
+	pthread_mutex_t id_lock;
+	uint64_t id_last;
+
+	/* Writer thread and its job lists (writer.c), all under lock. */
+	pthread_mutex_t lock;
+	pthread_cond_t wake;		/* a job was queued, or stopping */
+	struct queue_job_list pending;
+	struct queue_job_list done;
+	int stopping;
+	int writer_running;
+	pthread_t writer;
+	int notify_rd, notify_wr;	/* non-blocking pipe: commits have finished */
+};
+
+/* queue.c: reopen the environment after LMDB declared it unusable (MDB_PANIC). */
+int queue_env_reopen(struct queue *q);
+/* queue.c: double the map, up to max_size.  0 when it grew, -1 when it cannot. */
+int queue_map_grow(struct queue *q);
+
+/* read.c: a short read transaction, and its end (which also drops map_lock). */
+int queue_read_begin(struct queue *q, MDB_txn **txn);
+void queue_read_end(struct queue *q, MDB_txn *txn);
+
+/* writer.c */
+int queue_writer_start(struct queue *q);
+void queue_writer_stop(struct queue *q);
+
+/* id.c */
+int queue_id_valid(const char *id, size_t len);
+int queue_id_init(struct queue *q, MDB_txn *txn);
+
+/* spool.c: the errno of a write that failed (the body is incomplete), or 0. */
+int queue_spool_error(const struct queue_spool *sp);
+/* spool.c: copy len bytes at off of the body into dst.  -1 and errno on failure. */
+int queue_spool_read(struct queue_spool *sp, uint64_t off, void *dst, size_t len);
+
+#endif

@@ -1,0 +1,121 @@
+/*
+ * queue — everything LMDB (DESIGN.md, Queue).  A message is written while it
+ * streams in (struct queue_spool: memory, then an unlinked temporary file) and
+ * committed with its envelope by one writer thread, which gathers the messages
+ * of many sessions into one transaction and one fsync (group commit).  The
+ * event loop never blocks on the disk: it learns of finished commits through
+ * queue_notify_fd().  This module knows nothing about SMTP.
+ */
+#ifndef RELAYD_QUEUE_H
+#define RELAYD_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define QUEUE_ID_LEN 12			/* upper-case hex digits, sortable by time */
+
+struct queue;
+struct queue_spool;
+
+/* DSN NOTIFY= bits (RFC 3461); 0 means the client gave none. */
+enum {
+	QUEUE_NOTIFY_NEVER   = 1 << 0,
+	QUEUE_NOTIFY_SUCCESS = 1 << 1,
+	QUEUE_NOTIFY_FAILURE = 1 << 2,
+	QUEUE_NOTIFY_DELAY   = 1 << 3,
+};
+enum queue_ret { QUEUE_RET_NONE, QUEUE_RET_FULL, QUEUE_RET_HDRS };
+enum queue_body { QUEUE_BODY_7BIT, QUEUE_BODY_8BITMIME };
+enum queue_rcpt_state { QUEUE_RCPT_PENDING, QUEUE_RCPT_SENT, QUEUE_RCPT_BOUNCED };
+
+struct queue_rcpt {
+	char *addr;			/* the forward-path, without < > */
+	char *orcpt;			/* ORCPT= as received (addr-type;xtext), or NULL */
+	unsigned notify;		/* QUEUE_NOTIFY_* bits */
+	enum queue_rcpt_state state;
+	uint32_t attempts;
+	int64_t next_attempt;		/* unix seconds */
+	char *last_reply;		/* last upstream reply, or NULL */
+};
+
+/* Everything about a message except its body. Strings are owned by the envelope. */
+struct queue_envelope {
+	char id[QUEUE_ID_LEN + 1];
+	char *sender;			/* reverse-path without < >; "" is the null sender */
+	char *envid;			/* ENVID= as received (xtext), or NULL */
+	enum queue_ret ret;
+	enum queue_body body;
+	int smtputf8;
+	int64_t arrival;		/* unix seconds */
+	uint64_t size;			/* body bytes as stored */
+	char *client_addr;		/* "192.0.2.7" */
+	char *helo;			/* what the client said in EHLO/HELO */
+	char *auth_user;		/* SASL login, or NULL */
+	struct queue_rcpt *rcpts;
+	size_t nrcpts;
+};
+
+/* Commit outcomes. */
+enum queue_status {
+	QUEUE_OK = 0,
+	QUEUE_FULL,			/* map or disk full: tell the client 452 4.3.1 */
+	QUEUE_ERROR,			/* any other storage failure: 451 4.3.0 */
+};
+
+struct queue_options {
+	const char *dir;		/* created if missing */
+	uint64_t map_size;		/* initial LMDB map size in bytes */
+	uint64_t max_size;		/* the map grows on MDB_MAP_FULL up to this */
+	size_t spool_memory;		/* body bytes kept in memory before a spool file */
+};
+
+/* Open (or create) the queue, start the writer thread.  NULL and err on failure. */
+struct queue *queue_open(const struct queue_options *opt, char *err, size_t errlen);
+/* Open an existing queue read-only (relayctl); no writer thread. */
+struct queue *queue_open_readonly(const char *dir, char *err, size_t errlen);
+/* Finish every commit already submitted, stop the writer, close LMDB. */
+void queue_close(struct queue *q);
+
+/* A new unique queue id, ordered by time (thread-safe). */
+void queue_new_id(struct queue *q, char id[QUEUE_ID_LEN + 1]);
+
+/* Message body under construction.  Writes fail (-1, errno set) on a full disk. */
+struct queue_spool *queue_spool_new(struct queue *q);
+int queue_spool_write(struct queue_spool *sp, const void *data, size_t len);
+uint64_t queue_spool_size(const struct queue_spool *sp);
+void queue_spool_free(struct queue_spool *sp);
+
+/*
+ * Hand a message to the writer thread.  The queue takes ownership of env and
+ * spool (also on failure).  env->id must be set (queue_new_id).  When the
+ * transaction holding it has committed with fsync — or failed — done(arg,
+ * status) is called from queue_dispatch(), i.e. on the caller's thread.
+ */
+typedef void queue_done_fn(void *arg, enum queue_status status);
+void queue_commit(struct queue *q, struct queue_envelope *env,
+    struct queue_spool *spool, queue_done_fn *done, void *arg);
+
+/* Readable when commits have finished; then call queue_dispatch(). */
+int queue_notify_fd(const struct queue *q);
+void queue_dispatch(struct queue *q);
+
+/* Envelopes. */
+struct queue_envelope *queue_envelope_new(void);
+void queue_envelope_free(struct queue_envelope *env);
+/* Append a recipient (strings copied); -1 on allocation failure. */
+int queue_envelope_add_rcpt(struct queue_envelope *env, const char *addr,
+    const char *orcpt, unsigned notify);
+
+/*
+ * Reading, for relayctl and the scheduler: walk every message in id order
+ * (envelope with recipients; body not loaded).  fn returns non-zero to stop.
+ */
+typedef int queue_walk_fn(void *arg, const struct queue_envelope *env);
+int queue_walk(struct queue *q, queue_walk_fn *fn, void *arg);
+/* One message's envelope; NULL when absent. Free with queue_envelope_free(). */
+struct queue_envelope *queue_load(struct queue *q, const char *id);
+/* The stored body of a message, passed to fn in chunks.  0, or -1 when absent. */
+typedef int queue_body_fn(void *arg, const void *data, size_t len);
+int queue_read_body(struct queue *q, const char *id, queue_body_fn *fn, void *arg);
+
+#endif
