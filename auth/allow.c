@@ -1,0 +1,47 @@
+/*
+ * allow — the `allow` network list: clients inside may relay without AUTH.
+ * An IPv4 client reached through an IPv6 socket (::ffff:a.b.c.d) is matched
+ * as the IPv4 address it is, so `allow 127.0.0.0/8` means what it says.
+ */
+#include "auth/auth.h"
+
+#include <netinet/in.h>
+#include <string.h>
+
+static const unsigned char v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+int auth_cidr_match(const struct conf_cidr *net, const struct sockaddr *addr)
+{
+	const unsigned char *bytes;
+	int family = addr->sa_family;
+
+	if (family == AF_INET) {
+		bytes = (const unsigned char *)&((const struct sockaddr_in *)addr)->sin_addr;
+	} else if (family == AF_INET6) {
+		bytes = ((const struct sockaddr_in6 *)addr)->sin6_addr.s6_addr;
+		if (net->family == AF_INET && memcmp(bytes, v4mapped, 12) == 0) {
+			bytes += 12;
+			family = AF_INET;
+		}
+	} else {
+		return 0;
+	}
+	if (family != net->family)
+		return 0;
+
+	unsigned full = net->prefix / 8, rest = net->prefix % 8;
+	if (memcmp(bytes, net->addr, full) != 0)
+		return 0;
+	if (rest == 0)
+		return 1;
+	unsigned char mask = (unsigned char)(0xff << (8 - rest));
+	return (bytes[full] & mask) == (net->addr[full] & mask);
+}
+
+int auth_network_allowed(const struct config *conf, const struct sockaddr *client)
+{
+	for (size_t i = 0; i < conf->nallow; i++)
+		if (auth_cidr_match(&conf->allow[i], client))
+			return 1;
+	return 0;
+}

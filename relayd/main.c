@@ -1,0 +1,185 @@
+/*
+ * main — relayd's start-up: read the config (or only check it with -n), open
+ * the log, bind the listeners, leave the terminal unless -d, drop privileges,
+ * open the queue, and run the event loop until TERM/INT.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "queue/queue.h"
+#include "relayd/log.h"
+#include "relayd/server.h"
+
+#define DEFAULT_CONFIG "/etc/relayd/relayd.conf"
+#define SPOOL_MEMORY   (256 * 1024)	/* body bytes held in memory before a spool file */
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: relayd [-c FILE] [-d] [-n] [-v]\n"
+	    "  -c FILE  configuration (default " DEFAULT_CONFIG ")\n"
+	    "  -d       stay in the foreground\n"
+	    "  -n       check the configuration and exit\n"
+	    "  -v       log debug lines too\n");
+	exit(2);
+}
+
+/* mkdir -p with mode 0700 for the last component, 0755 for missing parents. */
+static int make_dirs(const char *path)
+{
+	char buf[PATH_MAX];
+	if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	return mkdir(buf, 0700) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* The queue path made absolute, so leaving the working directory cannot move it. */
+static char *absolute_path(const char *path)
+{
+	char cwd[PATH_MAX], *out;
+	if (path[0] == '/')
+		return strdup(path);
+	if (!getcwd(cwd, sizeof cwd))
+		return NULL;
+	if (asprintf(&out, "%s/%s", cwd, path) < 0)
+		return NULL;
+	return out;
+}
+
+static void drop_privileges(const char *user, const char *queue_dir)
+{
+	struct passwd *pw = getpwnam(user);
+	if (!pw)
+		fatal("user %s: no such user", user);
+	if (getuid() == pw->pw_uid)
+		return;
+	if (geteuid() != 0)
+		fatal("user %s: relayd must start as root to become another user", user);
+	if (chown(queue_dir, pw->pw_uid, pw->pw_gid) < 0)
+		fatal("chown %s: %s", queue_dir, strerror(errno));
+	if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0)
+		fatal("cannot become user %s: %s", user, strerror(errno));
+	if (setuid(0) == 0)
+		fatal("privileges were not dropped");
+}
+
+static void daemonize(struct event_base *base)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid > 0)
+		_exit(0);
+	if (setsid() < 0)
+		fatal("setsid: %s", strerror(errno));
+	if (event_reinit(base) < 0)
+		fatal("event_reinit failed");
+	int fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	if (chdir("/") < 0)
+		fatal("chdir /: %s", strerror(errno));
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = DEFAULT_CONFIG;
+	int foreground = 0, check_only = 0, debug = 0, opt;
+	char err[1024];
+
+	while ((opt = getopt(argc, argv, "c:dnv")) != -1) {
+		switch (opt) {
+		case 'c': path = optarg; break;
+		case 'd': foreground = 1; break;
+		case 'n': check_only = 1; break;
+		case 'v': debug = 1; break;
+		default: usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	struct config *conf = conf_load(path, err, sizeof err);
+	if (!conf) {
+		fprintf(stderr, "relayd: %s\n", err);
+		return 1;
+	}
+	if (check_only) {
+		printf("%s: configuration ok\n", path);
+		conf_free(conf);
+		return 0;
+	}
+	/* Without a terminal, stderr goes nowhere: log to syslog instead. */
+	const char *target = conf->log_target == CONF_LOG_FILE ? conf->log_file :
+	    conf->log_target == CONF_LOG_SYSLOG || !foreground ? "syslog" : "stderr";
+	if (log_open(target, debug, err, sizeof err) < 0) {
+		fprintf(stderr, "relayd: log: %s\n", err);
+		return 1;
+	}
+
+	char *queue_dir = absolute_path(conf->queue_dir);
+	if (!queue_dir)
+		fatal("queue %s: %s", conf->queue_dir, strerror(errno));
+	if (make_dirs(queue_dir) < 0)
+		fatal("queue %s: %s", queue_dir, strerror(errno));
+
+	evthread_use_pthreads();
+	struct event_base *base = event_base_new();
+	if (!base)
+		fatal("cannot create the event loop");
+	struct server srv;
+	if (server_bind(&srv, conf, base, err, sizeof err) < 0)
+		fatal("%s", err);
+	if (!foreground)
+		daemonize(base);
+	if (conf->user)
+		drop_privileges(conf->user, queue_dir);
+
+	struct queue_options qopt = {
+		.dir = queue_dir,
+		.map_size = conf->queue_map_size,
+		.max_size = conf->queue_max_size,
+		.spool_memory = SPOOL_MEMORY,
+	};
+	struct queue *queue = queue_open(&qopt, err, sizeof err);
+	if (!queue)
+		fatal("queue %s: %s", queue_dir, err);
+	log_info("relayd started: hostname %s, queue %s", conf->hostname, queue_dir);
+
+	int rc = server_run(&srv, queue);
+	server_free(&srv);
+	queue_close(queue);
+	log_info("relayd stopped");
+	event_base_free(base);
+	libevent_global_shutdown();
+	free(queue_dir);
+	conf_free(conf);
+	log_close();
+	return rc < 0 ? 1 : 0;
+}

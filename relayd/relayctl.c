@@ -1,0 +1,174 @@
+/*
+ * relayctl — the admin's view of relayd's queue, read-only through queue/:
+ * `queue` lists messages like mailq, `show ID` prints one envelope (and its
+ * body with --body).  Commands that change state arrive with the control socket.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "queue/queue.h"
+#include "relayd/log.h"
+
+#define DEFAULT_CONFIG "/etc/relayd/relayd.conf"
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: relayctl [-c FILE] queue\n"
+	    "       relayctl [-c FILE] show ID [--body]\n");
+	exit(2);
+}
+
+static const char *state_name(enum queue_rcpt_state st)
+{
+	switch (st) {
+	case QUEUE_RCPT_PENDING: return "pending";
+	case QUEUE_RCPT_SENT: return "sent";
+	case QUEUE_RCPT_BOUNCED: return "bounced";
+	}
+	return "?";
+}
+
+/* Addresses come from the network: print them escaped. */
+static const char *esc(const char *s, char *buf, size_t len)
+{
+	return s ? log_escape(buf, len, s, strlen(s)) : "";
+}
+
+struct totals { unsigned long long bytes; unsigned messages; };
+
+static int list_one(void *arg, const struct queue_envelope *env)
+{
+	struct totals *t = arg;
+	char when[32], buf[1100];
+	time_t at = (time_t)env->arrival;
+	struct tm tm;
+
+	localtime_r(&at, &tm);
+	strftime(when, sizeof when, "%a %b %e %H:%M:%S", &tm);
+	printf("%-12s %9llu %s  %s\n", env->id, (unsigned long long)env->size, when,
+	    env->sender[0] ? esc(env->sender, buf, sizeof buf) : "<>");
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct queue_rcpt *r = &env->rcpts[i];
+		if (r->state != QUEUE_RCPT_PENDING)
+			continue;
+		printf("%45s%s\n", "", esc(r->addr, buf, sizeof buf));
+		if (r->last_reply)
+			printf("%45s(%s)\n", "", esc(r->last_reply, buf, sizeof buf));
+	}
+	t->bytes += env->size;
+	t->messages++;
+	return 0;
+}
+
+static int cmd_queue(struct queue *q)
+{
+	struct totals t = { 0, 0 };
+	printf("-Queue ID-   --Size-- ----Arrival Time----  -Sender/Recipient-------\n");
+	if (queue_walk(q, list_one, &t) < 0) {
+		fprintf(stderr, "relayctl: cannot read the queue\n");
+		return 1;
+	}
+	if (t.messages == 0)
+		printf("Mail queue is empty\n");
+	else
+		printf("-- %llu Kbytes in %u Request%s.\n", (t.bytes + 1023) / 1024, t.messages,
+		    t.messages == 1 ? "" : "s");
+	return 0;
+}
+
+static int print_body(void *arg, const void *data, size_t len)
+{
+	(void)arg;
+	return fwrite(data, 1, len, stdout) == len ? 0 : -1;
+}
+
+static int cmd_show(struct queue *q, const char *id, int body)
+{
+	struct queue_envelope *env = queue_load(q, id);
+	char buf[1100];
+	if (!env) {
+		fprintf(stderr, "relayctl: %s: no such message\n", id);
+		return 1;
+	}
+	printf("id: %s\narrival: %lld\nsize: %llu\nsender: <%s>\n", env->id,
+	    (long long)env->arrival, (unsigned long long)env->size,
+	    esc(env->sender, buf, sizeof buf));
+	printf("client: %s\nhelo: %s\n", esc(env->client_addr, buf, sizeof buf),
+	    env->helo ? esc(env->helo, buf, sizeof buf) : "");
+	if (env->auth_user)
+		printf("sasl_username: %s\n", esc(env->auth_user, buf, sizeof buf));
+	if (env->envid)
+		printf("envid: %s\n", esc(env->envid, buf, sizeof buf));
+	printf("ret: %s\nbody: %s\nsmtputf8: %s\n",
+	    env->ret == QUEUE_RET_FULL ? "FULL" : env->ret == QUEUE_RET_HDRS ? "HDRS" : "-",
+	    env->body == QUEUE_BODY_8BITMIME ? "8BITMIME" : "7BIT", env->smtputf8 ? "yes" : "no");
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct queue_rcpt *r = &env->rcpts[i];
+		printf("rcpt: <%s> state=%s attempts=%u notify=%s%s%s%s", esc(r->addr, buf, sizeof buf),
+		    state_name(r->state), r->attempts,
+		    r->notify & QUEUE_NOTIFY_NEVER ? "NEVER" : "",
+		    r->notify & QUEUE_NOTIFY_SUCCESS ? "SUCCESS," : "",
+		    r->notify & QUEUE_NOTIFY_FAILURE ? "FAILURE," : "",
+		    r->notify & QUEUE_NOTIFY_DELAY ? "DELAY," : "");
+		if (r->orcpt)
+			printf(" orcpt=%s", esc(r->orcpt, buf, sizeof buf));
+		printf("\n");
+	}
+	queue_envelope_free(env);
+	if (body) {
+		printf("\n");
+		fflush(stdout);
+		if (queue_read_body(q, id, print_body, NULL) < 0) {
+			fprintf(stderr, "relayctl: %s: body missing\n", id);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = DEFAULT_CONFIG;
+	char err[1024];
+	int opt;
+
+	while ((opt = getopt(argc, argv, "+c:")) != -1) {
+		if (opt == 'c')
+			path = optarg;
+		else
+			usage();
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		usage();
+
+	struct config *conf = conf_load(path, err, sizeof err);
+	if (!conf) {
+		fprintf(stderr, "relayctl: %s\n", err);
+		return 1;
+	}
+	struct queue *q = queue_open_readonly(conf->queue_dir, err, sizeof err);
+	if (!q) {
+		fprintf(stderr, "relayctl: queue %s: %s\n", conf->queue_dir, err);
+		conf_free(conf);
+		return 1;
+	}
+	int rc;
+	if (strcmp(argv[0], "queue") == 0 && argc == 1)
+		rc = cmd_queue(q);
+	else if (strcmp(argv[0], "show") == 0 && (argc == 2 ||
+	    (argc == 3 && strcmp(argv[2], "--body") == 0)))
+		rc = cmd_show(q, argv[1], argc == 3);
+	else {
+		fprintf(stderr, "relayctl: unknown command %s\n", argv[0]);
+		rc = 2;
+	}
+	queue_close(q);
+	conf_free(conf);
+	return rc;
+}

@@ -1,0 +1,40 @@
+/*
+ * server — the daemon's shared state: the config, the event loop, the queue,
+ * the listening sockets and the list of live SMTP sessions; start-up binding
+ * and the graceful stop (TERM/INT) that waits for commits in flight.
+ */
+#ifndef RELAYD_SERVER_H
+#define RELAYD_SERVER_H
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "conf/conf.h"
+#include "queue/queue.h"
+
+struct smtp_session;
+
+struct server {
+	const struct config *conf;
+	struct event_base *base;
+	struct queue *queue;
+	struct evconnlistener **listeners;
+	size_t nlisteners;
+	struct smtp_session *sessions;	/* doubly linked through session->next/prev */
+	unsigned nsessions;
+	int stopping;
+	struct event *queue_event;
+	struct event *signals[3];
+};
+
+/* Bind every `listen` address (before privileges are dropped); 0, or -1 with err. */
+int server_bind(struct server *srv, const struct config *conf, struct event_base *base,
+    char *err, size_t errlen);
+/* Attach the open queue and signals, then run the loop until a graceful stop. */
+int server_run(struct server *srv, struct queue *queue);
+void server_free(struct server *srv);
+
+/* Called by sessions when they end, so a stopping server can exit. */
+void server_session_gone(struct server *srv);
+
+#endif

@@ -1,0 +1,282 @@
+/*
+ * smtp_commands — one function per SMTP command, and the table that says in
+ * which states each is allowed and how long its line may be.  The 503 for a
+ * command out of sequence comes from bad_sequence() alone.
+ */
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "relayd/log.h"
+#include "relayd/smtp_parse.h"
+#include "relayd/smtp_session.h"
+
+#define IN(state) (1u << (state))
+#define SESSION_STATES (IN(SMTP_HELO) | IN(SMTP_IDLE) | IN(SMTP_MAIL) | IN(SMTP_RCPT))
+
+enum { CMD_NO_ARGS = 1 << 0, CMD_UTF8_ARGS = 1 << 1 };
+
+struct smtp_command {
+	const char *verb;
+	void (*run)(struct smtp_session *s, const char *args);
+	unsigned states;	/* IN(...) bits where the command is in sequence */
+	unsigned flags;
+	size_t max_line;	/* with CRLF */
+};
+
+/* EHLO and HELO both start over: any transaction is dropped (RFC 5321 §4.1.4). */
+static int cmd_ehlo_common(struct smtp_session *s, const char *args, int esmtp)
+{
+	if (!*args) {
+		smtp_reply_error(s, REPLY_SYNTAX_HELO);
+		return -1;
+	}
+	smtp_session_reset(s);
+	log_escape(s->helo, sizeof s->helo, args, strlen(args));
+	s->esmtp = esmtp;
+	smtp_session_enter(s, SMTP_IDLE);
+	return 0;
+}
+
+static void cmd_ehlo(struct smtp_session *s, const char *args)
+{
+	const struct config *conf = s->srv->conf;
+	if (cmd_ehlo_common(s, args, 1) < 0)
+		return;
+	evbuffer_add_printf(bufferevent_get_output(s->bev),
+	    "250-%s\r\n"
+	    "250-PIPELINING\r\n"
+	    "250-SIZE %llu\r\n"
+	    "250-8BITMIME\r\n"
+	    "250-ENHANCEDSTATUSCODES\r\n"
+	    "250-DSN\r\n"
+	    "250 SMTPUTF8\r\n",
+	    conf->hostname, (unsigned long long)conf->max_message_size);
+}
+
+static void cmd_helo(struct smtp_session *s, const char *args)
+{
+	if (cmd_ehlo_common(s, args, 0) == 0)
+		smtp_reply(s, 250, "", "%s", s->srv->conf->hostname);
+}
+
+static void cmd_mail(struct smtp_session *s, const char *args)
+{
+	const struct config *conf = s->srv->conf;
+	struct smtp_mail_args m;
+
+	switch (smtp_parse_mail(args, &m)) {
+	case SMTP_PARSE_OK:
+		break;
+	case SMTP_PARSE_SYNTAX:
+		smtp_reply_error(s, REPLY_SYNTAX_MAIL);
+		return;
+	case SMTP_PARSE_BAD_ADDRESS:
+		smtp_reply_error(s, REPLY_BAD_SENDER);
+		return;
+	case SMTP_PARSE_NEED_UTF8:
+		smtp_reply_error(s, REPLY_NEED_UTF8);
+		return;
+	case SMTP_PARSE_UNKNOWN_PARAM:
+		smtp_reply_error(s, 555, "5.5.4", "Unsupported option: %s", m.bad_param);
+		return;
+	case SMTP_PARSE_BAD_PARAM:
+		smtp_reply_error(s, 501, "5.5.4", "Bad %s parameter", m.bad_param);
+		return;
+	}
+	if (m.size_given && m.size > conf->max_message_size) {
+		smtp_reply(s, REPLY_SIZE_EXCEEDED);
+		return;
+	}
+
+	struct queue_envelope *env = queue_envelope_new();
+	if (!env || !(env->sender = strdup(m.addr)) ||
+	    (m.envid[0] && !(env->envid = strdup(m.envid))) ||
+	    !(env->client_addr = strdup(s->client_addr)) || !(env->helo = strdup(s->helo))) {
+		queue_envelope_free(env);
+		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+		return;
+	}
+	env->ret = m.ret == SMTP_RET_FULL ? QUEUE_RET_FULL :
+	    m.ret == SMTP_RET_HDRS ? QUEUE_RET_HDRS : QUEUE_RET_NONE;
+	env->body = m.body == SMTP_BODY_8BITMIME ? QUEUE_BODY_8BITMIME : QUEUE_BODY_7BIT;
+	env->smtputf8 = m.smtputf8;
+	s->env = env;
+	smtp_session_enter(s, SMTP_MAIL);
+	smtp_reply(s, 250, "2.1.0", "Ok");
+}
+
+static void cmd_rcpt(struct smtp_session *s, const char *args)
+{
+	const struct config *conf = s->srv->conf;
+	struct smtp_rcpt_args r;
+
+	switch (smtp_parse_rcpt(args, s->env->smtputf8, &r)) {
+	case SMTP_PARSE_OK:
+		break;
+	case SMTP_PARSE_SYNTAX:
+		smtp_reply_error(s, REPLY_SYNTAX_RCPT);
+		return;
+	case SMTP_PARSE_BAD_ADDRESS:
+		smtp_reply_error(s, REPLY_BAD_RCPT);
+		return;
+	case SMTP_PARSE_NEED_UTF8:
+		smtp_reply_error(s, REPLY_NEED_UTF8);
+		return;
+	case SMTP_PARSE_UNKNOWN_PARAM:
+		smtp_reply_error(s, 555, "5.5.4", "Unsupported option: %s", r.bad_param);
+		return;
+	case SMTP_PARSE_BAD_PARAM:
+		smtp_reply_error(s, 501, "5.5.4", "Bad %s parameter", r.bad_param);
+		return;
+	}
+	if (!s->relay_ok) {
+		log_info("reject: RCPT from [%s]:%u: 554 5.7.1 <%s>: Relay access denied",
+		    s->client_addr, s->client_port, r.addr);
+		smtp_reply_error(s, 554, "5.7.1", "<%s>: Relay access denied", r.addr);
+		return;
+	}
+	/* Not an error: RFC 5321 §4.5.3.1.10, the client sends the rest later. */
+	if (s->env->nrcpts >= conf->max_recipients) {
+		smtp_reply(s, REPLY_TOO_MANY_RCPTS);
+		return;
+	}
+	unsigned notify = (r.notify & SMTP_NOTIFY_NEVER ? QUEUE_NOTIFY_NEVER : 0) |
+	    (r.notify & SMTP_NOTIFY_SUCCESS ? QUEUE_NOTIFY_SUCCESS : 0) |
+	    (r.notify & SMTP_NOTIFY_FAILURE ? QUEUE_NOTIFY_FAILURE : 0) |
+	    (r.notify & SMTP_NOTIFY_DELAY ? QUEUE_NOTIFY_DELAY : 0);
+	if (queue_envelope_add_rcpt(s->env, r.addr, r.orcpt[0] ? r.orcpt : NULL, notify) < 0) {
+		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+		return;
+	}
+	smtp_session_enter(s, SMTP_RCPT);
+	smtp_reply(s, 250, "2.1.5", "Ok");
+}
+
+static void cmd_data(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	smtp_data_begin(s);
+}
+
+static void cmd_rset(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	smtp_session_reset(s);
+	smtp_reply(s, REPLY_OK);
+}
+
+static void cmd_noop(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	smtp_reply(s, REPLY_OK);
+}
+
+static void cmd_quit(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	smtp_reply(s, REPLY_BYE);
+	smtp_session_close(s);
+}
+
+static void cmd_vrfy(struct smtp_session *s, const char *args)
+{
+	if (!*args)
+		smtp_reply_error(s, REPLY_SYNTAX_VRFY);
+	else
+		smtp_reply(s, REPLY_VRFY);
+}
+
+static void cmd_help(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	smtp_reply(s, REPLY_HELP);
+}
+
+static void cmd_not_implemented(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	smtp_reply_error(s, REPLY_NOT_IMPLEMENTED);
+}
+
+static const struct smtp_command commands[] = {
+	{ "EHLO", cmd_ehlo, SESSION_STATES, 0, SMTP_CMD_LINE_MAX },
+	{ "HELO", cmd_helo, SESSION_STATES, 0, SMTP_CMD_LINE_MAX },
+	{ "MAIL", cmd_mail, IN(SMTP_IDLE), CMD_UTF8_ARGS, SMTP_MAIL_LINE_MAX },
+	{ "RCPT", cmd_rcpt, IN(SMTP_MAIL) | IN(SMTP_RCPT), CMD_UTF8_ARGS, SMTP_RCPT_LINE_MAX },
+	{ "DATA", cmd_data, IN(SMTP_RCPT), CMD_NO_ARGS, SMTP_CMD_LINE_MAX },
+	{ "RSET", cmd_rset, SESSION_STATES, CMD_NO_ARGS, SMTP_CMD_LINE_MAX },
+	{ "NOOP", cmd_noop, SESSION_STATES, 0, SMTP_CMD_LINE_MAX },
+	{ "QUIT", cmd_quit, SESSION_STATES, CMD_NO_ARGS, SMTP_CMD_LINE_MAX },
+	{ "VRFY", cmd_vrfy, SESSION_STATES, CMD_UTF8_ARGS, SMTP_CMD_LINE_MAX },
+	{ "HELP", cmd_help, SESSION_STATES, 0, SMTP_CMD_LINE_MAX },
+	{ "EXPN", cmd_not_implemented, SESSION_STATES, 0, SMTP_CMD_LINE_MAX },
+	{ "TURN", cmd_not_implemented, SESSION_STATES, 0, SMTP_CMD_LINE_MAX },
+};
+
+/* Cross-protocol requests (a browser pointed at the port): end at once, as Postfix does. */
+static const char *const http_verbs[] = { "GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS" };
+
+static void bad_sequence(struct smtp_session *s, const struct smtp_command *cmd)
+{
+	if (s->state == SMTP_HELO)
+		smtp_reply_error(s, REPLY_NEED_HELO);
+	else if (strcmp(cmd->verb, "MAIL") == 0)
+		smtp_reply_error(s, REPLY_NESTED_MAIL);
+	else if (s->state == SMTP_MAIL)
+		smtp_reply_error(s, REPLY_NEED_RCPT);
+	else
+		smtp_reply_error(s, REPLY_NEED_MAIL);
+}
+
+/* Printable ASCII only, except where the command takes UTF-8 (RFC 6531). */
+static int text_ok(const char *args, unsigned flags)
+{
+	for (const unsigned char *p = (const unsigned char *)args; *p; p++)
+		if (*p < 32 || *p == 127 || (*p >= 128 && !(flags & CMD_UTF8_ARGS)))
+			return 0;
+	return 1;
+}
+
+void smtp_command(struct smtp_session *s, char *line, size_t len)
+{
+	char verb[SMTP_VERB_MAX + 1];
+	const char *args;
+	const struct smtp_command *cmd = NULL;
+
+	if (smtp_parse_verb(line, verb, &args) < 0) {
+		smtp_reply_error(s, REPLY_UNKNOWN);
+		return;
+	}
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (strcmp(commands[i].verb, verb) == 0)
+			cmd = &commands[i];
+	if (!cmd) {
+		for (size_t i = 0; i < sizeof http_verbs / sizeof http_verbs[0]; i++)
+			if (strcmp(http_verbs[i], verb) == 0) {
+				log_info("HTTP request from [%s]:%u", s->client_addr, s->client_port);
+				smtp_reply(s, REPLY_HTTP);
+				return;
+			}
+		smtp_reply_error(s, REPLY_UNKNOWN);
+		return;
+	}
+	if (len + 2 > cmd->max_line) {
+		smtp_reply_error(s, REPLY_LINE_TOO_LONG);
+		return;
+	}
+	if (!(cmd->states & IN(s->state))) {
+		bad_sequence(s, cmd);
+		return;
+	}
+	if (!text_ok(args, cmd->flags)) {
+		smtp_reply_error(s, REPLY_BAD_TEXT);
+		return;
+	}
+	if ((cmd->flags & CMD_NO_ARGS) && *args) {
+		smtp_reply_error(s, REPLY_NO_ARGS);
+		return;
+	}
+	cmd->run(s, args);
+}

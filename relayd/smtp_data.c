@@ -1,0 +1,214 @@
+/*
+ * smtp_data — the DATA phase: a Received: header, then the client's lines
+ * framed strictly (only <CRLF>.<CRLF> ends the message; a bare CR or LF ends
+ * the session, so no sequence can smuggle a second message), dot-unstuffed,
+ * size- and line-checked, streamed into a queue spool; then the commit, and
+ * the 250 only once the queue says the message is on disk.
+ */
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "relayd/log.h"
+#include "relayd/smtp_session.h"
+
+/* RFC 5321 §4.4 trace header; client text is escaped (STYLE.md, rule 16). */
+static int write_received(struct smtp_session *s)
+{
+	const struct queue_envelope *env = s->env;
+	char date[64], rcpt[SMTP_TEXT_LINE_MAX], forclause[SMTP_TEXT_LINE_MAX + 16];
+	char header[4096];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	localtime_r(&now, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	forclause[0] = '\0';
+	if (env->nrcpts == 1) {
+		log_escape(rcpt, sizeof rcpt, env->rcpts[0].addr, strlen(env->rcpts[0].addr));
+		snprintf(forclause, sizeof forclause, "\r\n\tfor <%s>", rcpt);
+	}
+	int n = snprintf(header, sizeof header,
+	    "Received: from %s ([%s%s])\r\n"
+	    "\tby %s (relayd) with %s id %s%s;\r\n"
+	    "\t%s\r\n",
+	    s->helo, strchr(s->client_addr, ':') ? "IPv6:" : "", s->client_addr,
+	    s->srv->conf->hostname,
+	    env->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
+	    env->id, forclause, date);
+	if (n < 0 || (size_t)n >= sizeof header)
+		return -1;
+	return queue_spool_write(s->spool, header, (size_t)n);
+}
+
+int smtp_data_begin(struct smtp_session *s)
+{
+	struct queue *q = s->srv->queue;
+
+	s->spool = queue_spool_new(q);
+	if (!s->spool) {
+		smtp_reply(s, REPLY_STORAGE_ERROR);
+		return -1;
+	}
+	queue_new_id(q, s->env->id);
+	s->env->arrival = time(NULL);
+	s->data_bytes = 0;
+	s->data_error = SMTP_DATA_OK;
+	s->data_in_long_line = 0;
+	if (write_received(s) < 0)
+		s->data_error = SMTP_DATA_STORAGE;
+	smtp_session_enter(s, SMTP_DATA);
+	smtp_reply(s, REPLY_DATA_GO);
+
+	struct timeval tv = { .tv_sec = s->srv->conf->timeout_data, .tv_usec = 0 };
+	evtimer_add(s->deadline, &tv);
+	return 0;
+}
+
+static void commit_done(void *arg, enum queue_status status)
+{
+	struct smtp_session *s = arg;
+
+	switch (status) {
+	case QUEUE_OK:
+		log_info("%s", s->accept_line);
+		s->messages++;
+		smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", s->commit_id);
+		break;
+	case QUEUE_FULL:
+		log_warn("%s: not queued: queue map or disk full (452 4.3.1) from [%s]:%u",
+		    s->commit_id, s->client_addr, s->client_port);
+		smtp_reply(s, REPLY_STORAGE_FULL);
+		break;
+	case QUEUE_ERROR:
+		log_err("%s: not queued: storage error (451 4.3.0) from [%s]:%u",
+		    s->commit_id, s->client_addr, s->client_port);
+		smtp_reply(s, REPLY_STORAGE_ERROR);
+		break;
+	}
+	smtp_session_enter(s, SMTP_IDLE);
+	smtp_session_reset(s);
+	smtp_session_resume(s);
+}
+
+/* The final dot: answer what went wrong, or hand the message to the queue. */
+static void data_end(struct smtp_session *s)
+{
+	evtimer_del(s->deadline);
+	switch (s->data_error) {
+	case SMTP_DATA_OK:
+		break;
+	case SMTP_DATA_TOO_BIG:
+		log_info("reject: message from [%s]:%u over max_message_size (%llu bytes)",
+		    s->client_addr, s->client_port,
+		    (unsigned long long)s->srv->conf->max_message_size);
+		smtp_reply(s, REPLY_SIZE_EXCEEDED);
+		smtp_session_reset(s);
+		return;
+	case SMTP_DATA_LINE_TOO_LONG:
+		log_info("reject: message from [%s]:%u has a line over 1000 octets",
+		    s->client_addr, s->client_port);
+		smtp_reply(s, REPLY_TEXT_LINE_TOO_LONG);
+		smtp_session_reset(s);
+		return;
+	case SMTP_DATA_STORAGE:
+		smtp_reply(s, REPLY_STORAGE_FULL);
+		smtp_session_reset(s);
+		return;
+	}
+
+	struct queue_envelope *env = s->env;
+	char from[SMTP_TEXT_LINE_MAX];
+	char line[2 * SMTP_TEXT_LINE_MAX];
+	log_escape(from, sizeof from, env->sender, strlen(env->sender));
+	snprintf(line, sizeof line, "%s: client=[%s]:%u, helo=<%s>, from=<%s>, size=%llu, nrcpt=%zu",
+	    env->id, s->client_addr, s->client_port, s->helo, from,
+	    (unsigned long long)queue_spool_size(s->spool), env->nrcpts);
+	s->accept_line = strdup(line);
+	memcpy(s->commit_id, env->id, sizeof s->commit_id);
+
+	smtp_session_enter(s, SMTP_COMMIT);
+	bufferevent_disable(s->bev, EV_READ);
+	s->env = NULL;		/* the queue owns them now */
+	struct queue_spool *spool = s->spool;
+	s->spool = NULL;
+	queue_commit(s->srv->queue, env, spool, commit_done, s);
+}
+
+/* One body line (CRLF included, already unstuffed) into the spool, unless refused. */
+static void data_line(struct smtp_session *s, const char *p, size_t len)
+{
+	s->data_bytes += len;
+	if (len > SMTP_TEXT_LINE_MAX && s->data_error == SMTP_DATA_OK)
+		s->data_error = SMTP_DATA_LINE_TOO_LONG;
+	if (s->data_bytes > s->srv->conf->max_message_size && s->data_error == SMTP_DATA_OK)
+		s->data_error = SMTP_DATA_TOO_BIG;
+	if (s->data_error != SMTP_DATA_OK)
+		return;
+	if (queue_spool_write(s->spool, p, len) < 0) {
+		log_warn("spool write for [%s]:%u failed: %m", s->client_addr, s->client_port);
+		s->data_error = SMTP_DATA_STORAGE;
+	}
+}
+
+int smtp_data_input(struct smtp_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t avail = evbuffer_get_length(in);
+	char line[SMTP_TEXT_LINE_MAX + 2];	/* a stuffed dot may make it 1001 */
+
+	struct evbuffer_ptr lf = evbuffer_search(in, "\n", 1, NULL);
+	if (lf.pos < 0) {
+		/* An endless line: count and drop it, keeping a last byte that may be CR. */
+		if (avail > sizeof line) {
+			s->data_in_long_line = 1;
+			s->data_bytes += avail - 1;
+			if (s->data_error == SMTP_DATA_OK)
+				s->data_error = SMTP_DATA_LINE_TOO_LONG;
+			evbuffer_drain(in, avail - 1);
+		}
+		return 0;
+	}
+
+	size_t len = (size_t)lf.pos + 1;
+	if (s->data_in_long_line || len > sizeof line) {
+		/* The end of an overlong line: still never a bare LF. */
+		char tail[2] = { 0, 0 };
+		if (len >= 2) {
+			struct evbuffer_ptr at;
+			evbuffer_ptr_set(in, &at, len - 2, EVBUFFER_PTR_SET);
+			evbuffer_copyout_from(in, &at, tail, 1);
+		}
+		if (len < 2 || tail[0] != '\r') {
+			smtp_reply(s, REPLY_BARE_LF);
+			return 0;
+		}
+		s->data_bytes += len;
+		s->data_in_long_line = 0;
+		if (s->data_error == SMTP_DATA_OK)
+			s->data_error = SMTP_DATA_LINE_TOO_LONG;
+		evbuffer_drain(in, len);
+		return 1;
+	}
+
+	evbuffer_remove(in, line, len);
+	if (len < 2 || line[len - 2] != '\r') {
+		smtp_reply(s, REPLY_BARE_LF);
+		return 0;
+	}
+	if (memchr(line, '\r', len - 2)) {
+		smtp_reply(s, REPLY_BARE_CR);
+		return 0;
+	}
+	if (len == 3 && line[0] == '.') {
+		data_end(s);
+		return 1;
+	}
+	if (line[0] == '.')
+		data_line(s, line + 1, len - 1);
+	else
+		data_line(s, line, len);
+	return 1;
+}

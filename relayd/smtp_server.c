@@ -1,0 +1,388 @@
+/*
+ * smtp_server — one SMTP session's connection: accept and greet, frame the
+ * client's bytes into strict CRLF command lines (bounded, bare CR/LF refused),
+ * timeouts, replies with back-pressure, and the single place a session is
+ * freed.  Commands are in smtp_commands.c, the message body in smtp_data.c.
+ */
+#include "relayd/smtp_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth/auth.h"
+#include "relayd/log.h"
+#include "relayd/smtp_session.h"
+
+static const char *const state_names[] = {
+	"HELO", "IDLE", "MAIL", "RCPT", "DATA", "COMMIT", "CLOSING",
+};
+
+static void session_free(struct smtp_session *s);
+static void session_process(struct smtp_session *s);
+
+void smtp_session_enter(struct smtp_session *s, enum smtp_state state)
+{
+	log_debug("[%s]:%u: %s -> %s", s->client_addr, s->client_port,
+	    state_names[s->state], state_names[state]);
+	s->state = state;
+}
+
+static void vreply(struct smtp_session *s, int code, const char *enh, const char *fmt,
+    va_list ap)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	if (s->state == SMTP_CLOSING)
+		return;
+	evbuffer_add_printf(out, "%d %s%s", code, enh, *enh ? " " : "");
+	evbuffer_add_vprintf(out, fmt, ap);
+	evbuffer_add(out, "\r\n", 2);
+	if (code == 421 || code == 521)
+		smtp_session_close(s);
+}
+
+void smtp_reply(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreply(s, code, enh, fmt, ap);
+	va_end(ap);
+}
+
+void smtp_reply_error(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreply(s, code, enh, fmt, ap);
+	va_end(ap);
+	if (++s->errors >= s->srv->conf->max_errors && s->state != SMTP_CLOSING) {
+		log_info("too many errors from [%s]:%u", s->client_addr, s->client_port);
+		smtp_reply(s, REPLY_TOO_MANY_ERRORS);
+	}
+}
+
+void smtp_session_reset(struct smtp_session *s)
+{
+	queue_envelope_free(s->env);
+	s->env = NULL;
+	queue_spool_free(s->spool);
+	s->spool = NULL;
+	s->data_bytes = 0;
+	s->data_error = SMTP_DATA_OK;
+	s->data_in_long_line = 0;
+	free(s->accept_line);
+	s->accept_line = NULL;
+	if (s->state != SMTP_CLOSING)
+		smtp_session_enter(s, s->helo[0] ? SMTP_IDLE : SMTP_HELO);
+}
+
+/* Stop reading; free the session once everything queued for the client is sent. */
+void smtp_session_close(struct smtp_session *s)
+{
+	if (s->state == SMTP_CLOSING)
+		return;
+	smtp_session_enter(s, SMTP_CLOSING);
+	bufferevent_disable(s->bev, EV_READ);
+	evtimer_del(s->deadline);
+	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		session_free(s);	/* nothing to flush: the write callback would never run */
+}
+
+static void session_free(struct smtp_session *s)
+{
+	struct server *srv = s->srv;
+	if (s->state == SMTP_COMMIT) {	/* the queue still holds our callback */
+		s->client_gone = 1;
+		return;
+	}
+	log_info("disconnect from [%s]:%u commands=%u messages=%u errors=%u",
+	    s->client_addr, s->client_port, s->commands, s->messages, s->errors);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	srv->nsessions--;
+	queue_envelope_free(s->env);
+	queue_spool_free(s->spool);
+	free(s->accept_line);
+	event_free(s->deadline);
+	bufferevent_free(s->bev);
+	free(s);
+	server_session_gone(srv);
+}
+
+static void arm_deadline(struct smtp_session *s, unsigned seconds)
+{
+	struct timeval tv = { .tv_sec = seconds, .tv_usec = 0 };
+	evtimer_add(s->deadline, &tv);
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	(void)fd, (void)what;
+	log_info("timeout (%s) from [%s]:%u", s->state == SMTP_DATA ? "DATA" : "command",
+	    s->client_addr, s->client_port);
+	smtp_reply(s, REPLY_TIMEOUT);
+}
+
+/*
+ * Drop the rest of an overlong command line.  Returns 1 when its end was
+ * found (and answered), 0 when more input is needed.
+ */
+static int discard_line(struct smtp_session *s, struct evbuffer *in)
+{
+	struct evbuffer_ptr lf = evbuffer_search(in, "\n", 1, NULL);
+	if (lf.pos < 0) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return 0;
+	}
+	evbuffer_drain(in, (size_t)lf.pos + 1);
+	s->discarding = 0;
+	smtp_reply_error(s, REPLY_LINE_TOO_LONG);
+	return 1;
+}
+
+/*
+ * Take one complete command line from the input.  Returns 1 when a line was
+ * handled, 0 when a whole line is not there yet.
+ */
+static int command_input(struct smtp_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t avail = evbuffer_get_length(in);
+	char line[SMTP_LINE_HARD_MAX + 1];
+
+	if (avail == 0)
+		return 0;
+	if (s->discarding)
+		return discard_line(s, in);
+
+	struct evbuffer_ptr lf = evbuffer_search(in, "\n", 1, NULL);
+	if (lf.pos < 0) {
+		if (avail > SMTP_LINE_HARD_MAX) {
+			s->discarding = 1;
+			return discard_line(s, in);
+		}
+		return 0;
+	}
+	size_t len = (size_t)lf.pos + 1;
+	if (len > SMTP_LINE_HARD_MAX) {
+		evbuffer_drain(in, len);
+		smtp_reply_error(s, REPLY_LINE_TOO_LONG);
+		return 1;
+	}
+	evbuffer_remove(in, line, len);
+	s->commands++;
+
+	/* Only CRLF ends a line; a bare LF or CR is refused, never guessed at. */
+	if (len < 2 || line[len - 2] != '\r') {
+		smtp_reply(s, REPLY_BARE_LF);
+		return 1;
+	}
+	len -= 2;
+	line[len] = '\0';
+	if (memchr(line, '\r', len)) {
+		smtp_reply(s, REPLY_BARE_CR);
+		return 1;
+	}
+	if (memchr(line, '\0', len)) {
+		smtp_reply_error(s, REPLY_NUL);
+		return 1;
+	}
+	smtp_command(s, line, len);
+	return 1;
+}
+
+static void session_process(struct smtp_session *s)
+{
+	const struct config *conf = s->srv->conf;
+	int progressed_cmd = 0;
+
+	for (;;) {
+		if (s->state == SMTP_COMMIT || s->state == SMTP_CLOSING)
+			return;
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > SMTP_OUTPUT_MAX) {
+			/* The client pipelines without reading our replies: wait for it. */
+			s->paused_for_output = 1;
+			bufferevent_disable(s->bev, EV_READ);
+			bufferevent_setwatermark(s->bev, EV_WRITE, SMTP_OUTPUT_MAX / 4, 0);
+			return;
+		}
+		if (s->state == SMTP_DATA) {
+			if (!smtp_data_input(s))
+				return;
+			continue;
+		}
+		if (!command_input(s))
+			break;
+		progressed_cmd = 1;
+	}
+
+	/* A command line that has begun must be finished within timeout_command. */
+	if (s->state == SMTP_DATA)
+		return;
+	size_t pending = evbuffer_get_length(bufferevent_get_input(s->bev));
+	if (pending == 0 && !s->discarding)
+		evtimer_del(s->deadline);
+	else if (progressed_cmd || !evtimer_pending(s->deadline, NULL))
+		arm_deadline(s, conf->timeout_command);
+}
+
+void smtp_session_resume(struct smtp_session *s)
+{
+	if (s->client_gone) {
+		smtp_session_enter(s, SMTP_CLOSING);
+		session_free(s);
+		return;
+	}
+	if (s->stop_after_commit) {
+		smtp_reply(s, REPLY_SHUTDOWN);
+		return;
+	}
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	session_process(arg);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session *s = arg;
+	if (s->state == SMTP_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			session_free(s);
+		return;
+	}
+	if (s->paused_for_output) {
+		s->paused_for_output = 0;
+		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+		smtp_session_resume(s);
+	}
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	(void)bev;
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_info("timeout (idle) from [%s]:%u", s->client_addr, s->client_port);
+		if (what & BEV_EVENT_READING) {
+			smtp_reply(s, REPLY_TIMEOUT);
+			return;
+		}
+	} else if (what & BEV_EVENT_ERROR) {
+		log_info("lost connection from [%s]:%u: %s", s->client_addr, s->client_port,
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	} else if ((what & BEV_EVENT_EOF) && s->state != SMTP_CLOSING) {
+		log_info("lost connection from [%s]:%u in state %s", s->client_addr,
+		    s->client_port, state_names[s->state]);
+	}
+	if (s->state == SMTP_COMMIT) {
+		s->client_gone = 1;
+		return;
+	}
+	smtp_session_enter(s, SMTP_CLOSING);
+	session_free(s);
+}
+
+/* "192.0.2.1" for IPv4 and IPv4-mapped IPv6, "2001:db8::1" otherwise. */
+static void format_addr(const struct sockaddr *sa, char *out, size_t outlen, unsigned *port)
+{
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, out, (socklen_t)outlen);
+		*port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+			inet_ntop(AF_INET, in6->sin6_addr.s6_addr + 12, out, (socklen_t)outlen);
+		else
+			inet_ntop(AF_INET6, &in6->sin6_addr, out, (socklen_t)outlen);
+		*port = ntohs(in6->sin6_port);
+	} else {
+		snprintf(out, outlen, "unknown");
+		*port = 0;
+	}
+}
+
+void smtp_server_accept(struct server *srv, evutil_socket_t fd,
+    const struct sockaddr *addr, socklen_t addrlen)
+{
+	const struct config *conf = srv->conf;
+	char text[INET6_ADDRSTRLEN];
+	unsigned port;
+
+	format_addr(addr, text, sizeof text, &port);
+	if (srv->stopping || srv->nsessions >= conf->max_clients) {
+		char msg[512];
+		int n = snprintf(msg, sizeof msg, "421 4.7.0 %s Error: too many connections, "
+		    "try again later\r\n", conf->hostname);
+		log_warn("refused [%s]:%u: %u sessions (max_clients)", text, port, srv->nsessions);
+		if (n > 0 && (size_t)n < sizeof msg && write(fd, msg, (size_t)n) < 0)
+			log_debug("refusal to [%s] not sent: %s", text, strerror(errno));
+		evutil_closesocket(fd);
+		return;
+	}
+
+	struct smtp_session *s = calloc(1, sizeof *s);
+	if (!s) {
+		evutil_closesocket(fd);
+		return;
+	}
+	s->srv = srv;
+	memcpy(&s->addr, addr, addrlen < sizeof s->addr ? addrlen : sizeof s->addr);
+	memcpy(s->client_addr, text, sizeof text);
+	s->client_port = port;
+	s->relay_ok = auth_network_allowed(conf, addr);
+	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->deadline = evtimer_new(srv->base, deadline_cb, s);
+	if (!s->bev || !s->deadline) {
+		if (s->bev)
+			bufferevent_free(s->bev);
+		else
+			evutil_closesocket(fd);
+		if (s->deadline)
+			event_free(s->deadline);
+		free(s);
+		return;
+	}
+	s->next = srv->sessions;
+	if (s->next)
+		s->next->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+
+	struct timeval idle = { .tv_sec = conf->timeout_idle, .tv_usec = 0 };
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	bufferevent_set_timeouts(s->bev, &idle, &idle);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	smtp_session_enter(s, SMTP_HELO);
+	log_info("connect from [%s]:%u%s", text, port, s->relay_ok ? " (allowed network)" : "");
+	evbuffer_add_printf(bufferevent_get_output(s->bev), "220 %s ESMTP relayd\r\n",
+	    conf->hostname);
+}
+
+void smtp_server_shutdown(struct server *srv)
+{
+	struct smtp_session *s = srv->sessions, *next;
+	for (; s; s = next) {
+		next = s->next;	/* the reply may free s */
+		if (s->state == SMTP_COMMIT)
+			s->stop_after_commit = 1;
+		else if (s->state != SMTP_CLOSING)
+			smtp_reply(s, REPLY_SHUTDOWN);
+	}
+}

@@ -1,0 +1,140 @@
+/*
+ * smtp_session — internal to the server side of SMTP: the session struct,
+ * its state machine, and the helpers that smtp_server.c (connection, input
+ * framing), smtp_commands.c (one function per command) and smtp_data.c
+ * (the DATA phase) share.  Replies and their enhanced codes live in one table:
+ * the REPLY_… macros below.
+ */
+#ifndef RELAYD_SMTP_SESSION_H
+#define RELAYD_SMTP_SESSION_H
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "queue/queue.h"
+#include "relayd/server.h"
+
+/* RFC 5321 §4.5.3.1: a command line is 512 octets with CRLF; DSN, SIZE and AUTH
+ * parameters raise MAIL and RCPT (RFC 3461 §4 and §5, RFC 1870, RFC 4954). */
+#define SMTP_CMD_LINE_MAX   512
+#define SMTP_MAIL_LINE_MAX  (512 + 26 + 100 + 500 + 10)
+#define SMTP_RCPT_LINE_MAX  (512 + 500)
+#define SMTP_LINE_HARD_MAX  2048	/* nothing longer is ever buffered */
+#define SMTP_TEXT_LINE_MAX  1000	/* RFC 5321 §4.5.3.1.6, with CRLF */
+#define SMTP_OUTPUT_MAX     (64 * 1024)	/* stop reading while replies pile up */
+
+enum smtp_state {
+	SMTP_HELO,	/* greeted, waiting for EHLO/HELO */
+	SMTP_IDLE,	/* no transaction */
+	SMTP_MAIL,	/* MAIL accepted, no recipient yet */
+	SMTP_RCPT,	/* at least one recipient */
+	SMTP_DATA,	/* receiving the message */
+	SMTP_COMMIT,	/* message handed to the queue, reading paused */
+	SMTP_CLOSING,	/* last reply being flushed */
+};
+
+/* What went wrong with the message during DATA, answered at the final dot. */
+enum smtp_data_error {
+	SMTP_DATA_OK,
+	SMTP_DATA_TOO_BIG,
+	SMTP_DATA_LINE_TOO_LONG,
+	SMTP_DATA_STORAGE,
+};
+
+struct smtp_session {
+	struct server *srv;
+	struct smtp_session *next, *prev;
+	struct bufferevent *bev;
+	struct event *deadline;		/* command line or DATA phase must finish by then */
+	enum smtp_state state;
+
+	struct sockaddr_storage addr;
+	char client_addr[INET6_ADDRSTRLEN];
+	unsigned client_port;
+	char helo[256];			/* escaped for logs and headers */
+	int esmtp;
+	int relay_ok;			/* client is inside `allow` */
+
+	unsigned errors;		/* protocol errors so far (max_errors) */
+	unsigned commands;
+	unsigned messages;
+	int discarding;			/* skipping the rest of an overlong line */
+	int paused_for_output;
+	int stop_after_commit;		/* server stopping, or client gone */
+	int client_gone;
+
+	/* the transaction */
+	struct queue_envelope *env;
+	struct queue_spool *spool;
+	uint64_t data_bytes;		/* body bytes received, before the Received: header */
+	enum smtp_data_error data_error;
+	int data_in_long_line;		/* inside a text line already over the limit */
+	char *accept_line;		/* the acceptance log line, written once committed */
+	char commit_id[QUEUE_ID_LEN + 1];
+};
+
+/* Reply table: code, enhanced code, text (RFC 3463 codes on every reply). */
+#define REPLY_OK			250, "2.0.0", "Ok"
+#define REPLY_BYE			221, "2.0.0", "Bye"
+#define REPLY_HELP			214, "2.0.0", "See RFC 5321; commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"
+#define REPLY_VRFY			252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery"
+#define REPLY_DATA_GO		354, "", "End data with <CR><LF>.<CR><LF>"
+#define REPLY_NEED_HELO		503, "5.5.1", "Error: send HELO/EHLO first"
+#define REPLY_NESTED_MAIL		503, "5.5.1", "Error: nested MAIL command"
+#define REPLY_NEED_MAIL		503, "5.5.1", "Error: need MAIL command"
+#define REPLY_NEED_RCPT		503, "5.5.1", "Error: need RCPT command"
+#define REPLY_UNKNOWN		500, "5.5.2", "Error: command not recognized"
+#define REPLY_NOT_IMPLEMENTED	502, "5.5.1", "Error: command not implemented"
+#define REPLY_LINE_TOO_LONG		500, "5.5.2", "Error: command line too long"
+#define REPLY_NUL			500, "5.5.2", "Error: NUL character in command"
+#define REPLY_BAD_TEXT		501, "5.5.2", "Error: command holds non-ASCII or control characters"
+#define REPLY_SYNTAX_HELO		501, "5.5.4", "Syntax: EHLO hostname"
+#define REPLY_SYNTAX_MAIL		501, "5.5.4", "Syntax: MAIL FROM:<address>"
+#define REPLY_SYNTAX_RCPT		501, "5.5.4", "Syntax: RCPT TO:<address>"
+#define REPLY_SYNTAX_VRFY		501, "5.5.4", "Syntax: VRFY address"
+#define REPLY_NO_ARGS		501, "5.5.4", "Syntax error: this command takes no parameters"
+#define REPLY_BAD_SENDER		501, "5.1.7", "Bad sender address syntax"
+#define REPLY_BAD_RCPT		501, "5.1.3", "Bad recipient address syntax"
+#define REPLY_NEED_UTF8		553, "5.6.7", "Non-ASCII address requires SMTPUTF8"
+#define REPLY_TOO_MANY_RCPTS	452, "4.5.3", "Error: too many recipients"
+#define REPLY_SIZE_EXCEEDED		552, "5.3.4", "Message size exceeds fixed limit"
+#define REPLY_TEXT_LINE_TOO_LONG	550, "5.6.0", "Error: message has a line longer than 1000 octets"
+#define REPLY_STORAGE_FULL		452, "4.3.1", "Insufficient system storage"
+#define REPLY_STORAGE_ERROR		451, "4.3.0", "Error: queue file write error"
+#define REPLY_TOO_MANY_ERRORS	421, "4.7.0", "Error: too many errors"
+#define REPLY_TIMEOUT		421, "4.4.2", "Error: timeout exceeded"
+#define REPLY_SHUTDOWN		421, "4.3.2", "Service shutting down, try again later"
+#define REPLY_TOO_MANY_CLIENTS	421, "4.7.0", "Error: too many connections, try again later"
+#define REPLY_BARE_LF		521, "5.5.2", "Error: bare <LF> received"
+#define REPLY_BARE_CR		521, "5.5.2", "Error: bare <CR> received"
+#define REPLY_HTTP			521, "5.5.1", "Error: this is an SMTP server, not HTTP"
+
+/*
+ * Send one reply line: "CODE ENH text".  Codes 421 and 521 also close the
+ * session once the reply is flushed.  smtp_reply_error() does the same and
+ * counts a protocol error; past max_errors the session ends with 421.
+ */
+void smtp_reply(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void smtp_reply_error(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The one place a session changes state (logged with debug on). */
+void smtp_session_enter(struct smtp_session *s, enum smtp_state state);
+/* Flush what is queued for the client, then free the session. */
+void smtp_session_close(struct smtp_session *s);
+/* Drop the transaction (RSET, EHLO, after the final reply to DATA). */
+void smtp_session_reset(struct smtp_session *s);
+/* Resume reading after a pause (commit done, output drained). */
+void smtp_session_resume(struct smtp_session *s);
+
+/* smtp_commands.c: run one complete command line (CRLF already removed). */
+void smtp_command(struct smtp_session *s, char *line, size_t len);
+/* smtp_data.c: start DATA, and consume DATA input; returns 1 when it made progress. */
+int smtp_data_begin(struct smtp_session *s);
+int smtp_data_input(struct smtp_session *s);
+
+#endif
