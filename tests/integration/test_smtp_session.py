@@ -1,0 +1,340 @@
+"""
+test_smtp_session — the SMTP dialogue as a client sees it, one behaviour per
+test, against the real relayd on a loopback port: replies, sequence, syntax,
+limits, relay denial, pipelining, timeouts and the acceptance log line.
+"""
+import re
+import socket
+import time
+
+from harness import Client, running, run, test, wait_for
+
+MSG = "Subject: hello\r\nFrom: a@example.com\r\nTo: b@example.org\r\n\r\nbody line\r\n"
+
+
+@test
+def test_greeting_and_ehlo_extensions():
+    with running() as r:
+        c = Client(r.port)
+        assert "relay.test ESMTP" in c.expect(220)
+        text = c.cmd("EHLO client.test", 250)
+        for ext in ("PIPELINING", "SIZE 52428800", "8BITMIME", "ENHANCEDSTATUSCODES",
+                    "DSN", "SMTPUTF8"):
+            assert ext in text.split("\n"), (ext, text)
+        c.cmd("HELO client.test", 250, "relay.test")
+        c.cmd("NOOP", 250, "2.0.0")
+        c.cmd("VRFY bob", 252, "2.0.0")
+        c.cmd("HELP", 214, "2.0.0")
+        c.cmd("QUIT", 221, "2.0.0")
+        assert c.closed()
+
+
+@test
+def test_message_is_queued_with_id_and_logged():
+    with running() as r:
+        c = Client(r.port)
+        c.hello()
+        qid = c.send_message("alice@example.com", ["bob@example.org", "carol@example.net"], MSG)
+        assert re.fullmatch(r"[0-9A-F]{12}", qid), qid
+        c.cmd("QUIT", 221)
+        assert r.queued_ids() == [qid]
+        log = r.log_text()
+        assert re.search(r"%s: client=\[127\.0\.0\.1\]:\d+, helo=<client.test>, "
+                         r"from=<alice@example.com>, size=\d+, nrcpt=2" % qid, log), log
+
+
+@test
+def test_bad_sequence_is_503():
+    with running() as r:
+        c = Client(r.port)
+        c.expect(220)
+        c.cmd("MAIL FROM:<a@example.com>", 503, "5.5.1")
+        c.cmd("EHLO x", 250)
+        c.cmd("RCPT TO:<b@example.org>", 503, "5.5.1")
+        c.cmd("DATA", 503, "5.5.1")
+        c.cmd("MAIL FROM:<a@example.com>", 250, "2.1.0")
+        c.cmd("MAIL FROM:<a@example.com>", 503, "5.5.1")
+        c.cmd("DATA", 503, "5.5.1")
+        c.cmd("RSET", 250, "2.0.0")
+        c.cmd("RCPT TO:<b@example.org>", 503, "5.5.1")
+        c.cmd("QUIT", 221)
+
+
+@test
+def test_syntax_errors_are_501_and_unknown_is_500():
+    with running() as r:
+        c = Client(r.port)
+        c.hello()
+        c.cmd("FOO bar", 500, "5.5.2")
+        c.cmd("EHLO", 501, "5.5.4")
+        c.cmd("MAIL FROM:a@example.com", 501, "5.5.4")
+        c.cmd("MAIL FROM:<a@@example.com>", 501, "5.1.7")
+        c.cmd("MAIL FROM:<a@example.com> SIZE=abc", 501, "5.5.4")
+        c.cmd("MAIL FROM:<a@example.com> FROBNICATE=1", 555, "5.5.4")
+        c.cmd("MAIL FROM:<a@example.com>", 250)
+        c.cmd("RCPT TO:b@example.org", 501, "5.5.4")
+        c.cmd("RCPT TO:<b@>", 501, "5.1.3")
+        c.cmd("RCPT TO:<b@example.org> NOTIFY=MAYBE", 501, "5.5.4")
+        c.cmd("RCPT TO:<b@example.org>", 250, "2.1.5")
+        c.cmd("DATA extra", 501, "5.5.4")
+        c.cmd("RSET", 250)
+        c.cmd("QUIT", 221)
+
+
+@test
+def test_every_reply_has_an_enhanced_code():
+    with running() as r:
+        c = Client(r.port)
+        c.expect(220)
+        for line in ("HELO", "EHLO x", "XYZZY", "MAIL FROM:<a@b.example>", "RCPT TO:<c@d.example>",
+                     "DATA", "RSET", "NOOP", "VRFY x", "HELP", "EXPN list", "QUIT"):
+            c.send(line + "\r\n")
+            code, lines = c.reply()
+            if code != 354 and line.split()[0] not in ("HELO", "EHLO"):   # RFC 2034 §3
+                assert re.match(r"[245]\.\d{1,3}\.\d{1,3} ", lines[-1]), (line, code, lines)
+            if line == "DATA":
+                c.send(".\r\n")
+                code, lines = c.reply()
+
+
+@test
+def test_too_many_recipients_is_452():
+    with running(extra="max_recipients 3\n") as r:
+        c = Client(r.port)
+        c.hello()
+        c.cmd("MAIL FROM:<a@example.com>", 250)
+        for i in range(3):
+            c.cmd("RCPT TO:<r%d@example.org>" % i, 250)
+        c.cmd("RCPT TO:<r3@example.org>", 452, "4.5.3")
+        c.cmd("DATA", 354)
+        c.send(MSG + ".\r\n")
+        c.expect(250, "queued as")
+        c.cmd("QUIT", 221)
+
+
+@test
+def test_relay_denied_outside_allow():
+    with running(allow="10.0.0.0/8 192.168.0.0/16") as r:
+        c = Client(r.port)
+        c.hello()
+        c.cmd("MAIL FROM:<a@example.com>", 250)
+        c.cmd("RCPT TO:<victim@example.org>", 554, "5.7.1 <victim@example.org>: Relay access denied")
+        c.cmd("DATA", 503, "5.5.1")
+        c.cmd("QUIT", 221)
+        assert "Relay access denied" in r.log_text()
+        assert r.queued_ids() == []
+
+
+@test
+def test_no_allow_means_no_relay():
+    with running(allow=None) as r:
+        c = Client(r.port)
+        c.hello()
+        c.cmd("MAIL FROM:<a@example.com>", 250)
+        c.cmd("RCPT TO:<victim@example.org>", 554, "5.7.1")
+        c.cmd("QUIT", 221)
+
+
+@test
+def test_size_is_checked_at_mail_and_during_data():
+    with running(extra="max_message_size 10K\n") as r:
+        c = Client(r.port)
+        text = c.hello()
+        assert "SIZE 10240" in text
+        c.cmd("MAIL FROM:<a@example.com> SIZE=20000", 552, "5.3.4")
+        c.cmd("MAIL FROM:<a@example.com> SIZE=1000", 250)
+        c.cmd("RCPT TO:<b@example.org>", 250)
+        c.cmd("DATA", 354)
+        c.send(("x" * 70 + "\r\n") * 200 + ".\r\n")
+        c.expect(552, "5.3.4")
+        # The session goes on: a small message still works.
+        assert c.send_message("a@example.com", ["b@example.org"], MSG)
+        c.cmd("QUIT", 221)
+        assert len(r.queued_ids()) == 1
+
+
+@test
+def test_command_line_over_512_octets_is_refused():
+    with running() as r:
+        c = Client(r.port)
+        c.hello()
+        c.cmd("NOOP " + "x" * 600, 500, "5.5.2")
+        c.cmd("NOOP " + "x" * 5000, 500, "5.5.2")
+        c.cmd("NOOP " + "x" * 500, 250)   # 507 octets with CRLF: fine
+        c.cmd("MAIL FROM:<a@example.com>", 250)
+        c.cmd("QUIT", 221)
+
+
+@test
+def test_text_line_over_1000_octets_is_refused():
+    with running() as r:
+        c = Client(r.port)
+        c.hello()
+        c.cmd("MAIL FROM:<a@example.com>", 250)
+        c.cmd("RCPT TO:<b@example.org>", 250)
+        c.cmd("DATA", 354)
+        c.send("Subject: x\r\n\r\n" + "y" * 998 + "\r\n" + "z" * 1500 + "\r\n.\r\n")
+        c.expect(550, "5.6.0")
+        c.cmd("MAIL FROM:<a@example.com>", 250)
+        c.cmd("RCPT TO:<b@example.org>", 250)
+        c.cmd("DATA", 354)
+        c.send("Subject: x\r\n\r\n" + "y" * 998 + "\r\n.\r\n")   # exactly 1000 with CRLF
+        c.expect(250)
+        c.cmd("QUIT", 221)
+        assert len(r.queued_ids()) == 1
+
+
+@test
+def test_pipelined_session():
+    with running() as r:
+        c = Client(r.port)
+        c.expect(220)
+        c.send("EHLO client.test\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\n"
+               "RCPT TO:<c@example.org>\r\nDATA\r\n")
+        c.expect(250)
+        c.expect(250, "2.1.0")
+        c.expect(250, "2.1.5")
+        c.expect(250, "2.1.5")
+        c.expect(354)
+        # Two whole messages and QUIT in one write.
+        c.send(MSG + ".\r\nMAIL FROM:<d@example.com>\r\nRCPT TO:<e@example.org>\r\nDATA\r\n"
+               + MSG + ".\r\nQUIT\r\n")
+        c.expect(250, "queued as")
+        c.expect(250)
+        c.expect(250)
+        c.expect(354)
+        c.expect(250, "queued as")
+        c.expect(221)
+        assert c.closed()
+        assert len(r.queued_ids()) == 2
+
+
+@test
+def test_endless_garbage_is_disconnected():
+    with running(extra="max_errors 5\n") as r:
+        c = Client(r.port)
+        c.expect(220)
+        for _ in range(4):
+            c.cmd("GARBAGE", 500)
+        c.send("GARBAGE\r\n")
+        c.expect(500)
+        c.expect(421, "4.7.0")
+        assert c.closed()
+
+
+@test
+def test_http_request_is_dropped():
+    with running() as r:
+        c = Client(r.port)
+        c.expect(220)
+        c.send("GET / HTTP/1.1\r\nHost: relay.test\r\n\r\n")
+        c.expect(521)
+        assert c.closed()
+
+
+@test
+def test_idle_timeout():
+    with running(extra="timeout_idle 1s\n") as r:
+        c = Client(r.port)
+        c.hello()
+        t0 = time.monotonic()
+        c.expect(421, "4.4.2")
+        assert c.closed()
+        assert time.monotonic() - t0 < 8
+
+
+@test
+def test_command_timeout_for_a_line_that_never_ends():
+    with running(extra="timeout_command 1s\n") as r:
+        c = Client(r.port)
+        c.hello()
+        c.send("NOOP")
+        try:
+            for _ in range(4):      # a byte now and then keeps the idle timer happy
+                time.sleep(0.4)
+                c.send("O")
+        except OSError:
+            pass                    # closed on us: the 421 is waiting to be read
+        c.expect(421, "4.4.2")
+        assert c.closed()
+
+
+@test
+def test_max_clients():
+    with running(extra="max_clients 2\n") as r:
+        wait_for(lambda: "disconnect from" in r.log_text(), what="the start-up probe to go")
+        a, b = Client(r.port), Client(r.port)
+        a.expect(220)
+        b.expect(220)
+        c = Client(r.port)
+        c.expect(421, "4.7.0")
+        assert c.closed()
+        a.cmd("QUIT", 221)
+        assert a.closed()
+        time.sleep(0.2)
+        d = Client(r.port)
+        d.expect(220)
+        d.cmd("QUIT", 221)
+
+
+@test
+def test_dot_unstuffing_and_received_header():
+    with running() as r:
+        c = Client(r.port)
+        c.hello()
+        body = "Subject: dots\r\n\r\n..leading dot\r\n...two\r\n.\t\r\nend\r\n"
+        qid = c.send_message("a@example.com", ["b@example.org"], body)
+        c.cmd("QUIT", 221)
+        head, stored = r.body(qid)
+        assert stored.startswith(b"Received: from client.test ([127.0.0.1])\r\n\tby relay.test "
+                                 b"(relayd) with ESMTP id " + qid.encode() +
+                                 b"\r\n\tfor <b@example.org>;"), stored[:300]
+        assert stored.endswith(b"\r\n\r\n.leading dot\r\n..two\r\n\t\r\nend\r\n"), stored
+
+
+@test
+def test_dsn_parameters_are_stored():
+    with running() as r:
+        c = Client(r.port)
+        c.hello()
+        c.cmd("MAIL FROM:<a@example.com> RET=HDRS ENVID=QQ+2B314 BODY=8BITMIME", 250)
+        c.cmd("RCPT TO:<b@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b@example.org", 250)
+        c.cmd("RCPT TO:<c@example.org> NOTIFY=NEVER", 250)
+        c.cmd("DATA", 354)
+        c.send(MSG + ".\r\n")
+        qid = re.search(r"queued as (\w+)", c.expect(250)).group(1)
+        c.cmd("QUIT", 221)
+        rc, out, err = r.relayctl("show", qid)
+        assert rc == 0, err
+        assert "envid: QQ+2B314" in out and "ret: HDRS" in out and "body: 8BITMIME" in out, out
+        assert "rcpt: <b@example.org> state=pending attempts=0 notify=SUCCESS,FAILURE, orcpt=rfc822;b@example.org" in out, out
+        assert "rcpt: <c@example.org> state=pending attempts=0 notify=NEVER" in out, out
+
+
+@test
+def test_smtputf8_addresses():
+    with running() as r:
+        c = Client(r.port)
+        c.hello()
+        c.cmd("MAIL FROM:<jürgen@bücher.example>", 553, "5.6.7")
+        c.cmd("MAIL FROM:<jürgen@bücher.example> SMTPUTF8", 250)
+        c.cmd("RCPT TO:<пользователь@пример.рф>", 250)
+        c.cmd("DATA", 354)
+        c.send(MSG + ".\r\n")
+        c.expect(250, "queued as")
+        c.cmd("QUIT", 221)
+
+
+@test
+def test_graceful_stop_tells_idle_clients_421():
+    with running() as r:
+        c = Client(r.port)
+        c.hello()
+        rc = r.stop()
+        assert rc == 0
+        c.expect(421, "4.3.2")
+        assert c.closed()
+
+
+if __name__ == "__main__":
+    run()
