@@ -90,4 +90,7 @@ install: all
 clean:
 	rm -rf build
 
+# Keep objects of the pattern rules: removing them would print after the test summary.
+.SECONDARY:
+
 -include $(shell find build -name '*.d' 2>/dev/null)
