@@ -59,6 +59,7 @@ struct queue {
 	int writer_running;
 	pthread_t writer;
 	int notify_rd, notify_wr;	/* non-blocking pipe: commits have finished */
+	struct queue_stats stats;	/* under lock */
 };
 
 /* queue.c: reopen the environment after LMDB declared it unusable (MDB_PANIC). */

@@ -95,6 +95,14 @@ typedef void queue_done_fn(void *arg, enum queue_status status);
 void queue_commit(struct queue *q, struct queue_envelope *env,
     struct queue_spool *spool, queue_done_fn *done, void *arg);
 
+/* How well group commit works: messages stored per fsynced transaction. */
+struct queue_stats {
+	uint64_t transactions;		/* committed write transactions */
+	uint64_t messages;		/* messages they stored */
+	uint64_t refused;		/* commits answered QUEUE_FULL or QUEUE_ERROR */
+};
+void queue_get_stats(struct queue *q, struct queue_stats *out);
+
 /* Readable when commits have finished; then call queue_dispatch(). */
 int queue_notify_fd(const struct queue *q);
 void queue_dispatch(struct queue *q);

@@ -184,15 +184,36 @@ static void write_batch(struct queue *q, struct queue_job *first, size_t count)
 		if (job->env->arrival == 0)
 			job->env->arrival = now;
 	}
+	struct queue_stats st = { 0, 0, 0 };
 	int rc = write_txn(q, first, count);
 	if (rc == 0 || count == 1) {
 		for (i = 0, job = first; i < count; i++, job = job->next)
 			job->status = status_of(q, rc, bytes);
-		return;
+		st.transactions = rc == 0;
+	} else {
+		/* Something in the batch failed: alone, each job fails only for its own reasons. */
+		for (i = 0, job = first; i < count; i++, job = job->next) {
+			job->status = status_of(q, rc = write_txn(q, job, 1), job->env->size);
+			st.transactions += rc == 0;
+		}
 	}
-	/* Something in the batch failed: alone, each job fails only for its own reasons. */
 	for (i = 0, job = first; i < count; i++, job = job->next)
-		job->status = status_of(q, write_txn(q, job, 1), job->env->size);
+		if (job->status == QUEUE_OK)
+			st.messages++;
+		else
+			st.refused++;
+	pthread_mutex_lock(&q->lock);
+	q->stats.transactions += st.transactions;
+	q->stats.messages += st.messages;
+	q->stats.refused += st.refused;
+	pthread_mutex_unlock(&q->lock);
+}
+
+void queue_get_stats(struct queue *q, struct queue_stats *out)
+{
+	pthread_mutex_lock(&q->lock);
+	*out = q->stats;
+	pthread_mutex_unlock(&q->lock);
 }
 
 /* Take the pending jobs, up to one batch's bound, off the list (lock held). */

@@ -174,6 +174,11 @@ int main(int argc, char **argv)
 
 	int rc = server_run(&srv, queue);
 	server_free(&srv);
+	struct queue_stats st;
+	queue_get_stats(queue, &st);
+	log_info("queue: %llu messages committed in %llu transactions, %llu refused",
+	    (unsigned long long)st.messages, (unsigned long long)st.transactions,
+	    (unsigned long long)st.refused);
 	queue_close(queue);
 	log_info("relayd stopped");
 	event_base_free(base);

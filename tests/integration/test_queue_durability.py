@@ -55,14 +55,14 @@ def sender(port, acked, stop, errors):
 def test_kill9_under_load_loses_no_acknowledged_message():
     r = Relayd()
     try:
-        for round_ in range(3):
+        for round_ in range(5):
             r.start()
             acked, errors, stop = [], [], threading.Event()
             threads = [threading.Thread(target=sender, args=(r.port, acked, stop, errors))
                        for _ in range(8)]
             for t in threads:
                 t.start()
-            wait_for(lambda: len(acked) >= 50 * (round_ + 1), 60, what="load")
+            wait_for(lambda: len(acked) >= 100, 60, what="load")
             time.sleep(random.uniform(0, 0.3))
             r.kill9()
             stop.set()
@@ -139,6 +139,44 @@ def test_smtp_source_load():
                            check=True, capture_output=True, timeout=300)
         assert len(r.queued_ids()) == 400
         assert r.log_text().count("nrcpt=1") == 400
+
+
+@test
+def test_concurrent_sessions_share_a_commit():
+    r = Relayd()
+    try:
+        r.start()
+        subprocess.run(["smtp-source", "-s", "20", "-m", "600", "-l", "1024", "-f", "s@example.com",
+                        "-t", "d@example.org", "127.0.0.1:%d" % r.port],
+                       check=True, capture_output=True, timeout=300)
+        r.stop()
+        m = re.search(r"queue: (\d+) messages committed in (\d+) transactions, 0 refused",
+                      r.log_text())
+        assert m, r.log_text()[-2000:]
+        messages, transactions = int(m.group(1)), int(m.group(2))
+        assert messages == 600, messages
+        assert transactions < messages, (messages, transactions)
+        print("  group commit: %d messages in %d transactions" % (messages, transactions))
+    finally:
+        r.cleanup()
+
+
+@test
+def test_full_map_is_452_and_loses_nothing():
+    # A map that cannot grow past 1 MiB: a 2 MiB message cannot fit, smaller ones still do.
+    with running(extra="queue_map_size 1M\nqueue_max_size 1M\n") as r:
+        c = Client(r.port, timeout=60)
+        c.hello()
+        small = c.send_message("a@example.com", ["b@example.org"], MSG)
+        c.cmd("MAIL FROM:<a@example.com>", 250)
+        c.cmd("RCPT TO:<b@example.org>", 250)
+        c.cmd("DATA", 354)
+        c.send(("z" * 998 + "\r\n") * 2048 + ".\r\n")
+        c.expect(452, "4.3.1")
+        after = c.send_message("a@example.com", ["b@example.org"], MSG)
+        c.cmd("QUIT", 221)
+        assert r.queued_ids() == [small, after]
+        assert "452 4.3.1" in r.log_text()
 
 
 @test
