@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
@@ -66,6 +67,18 @@ static char *absolute_path(const char *path)
 	return out;
 }
 
+static uid_t owner_uid;
+static gid_t owner_gid;
+
+static int chown_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)type, (void)ftw;
+	if ((st->st_uid != owner_uid || st->st_gid != owner_gid) &&
+	    lchown(path, owner_uid, owner_gid) < 0)
+		fatal("chown %s: %s", path, strerror(errno));
+	return 0;
+}
+
 static void drop_privileges(const char *user, const char *queue_dir)
 {
 	struct passwd *pw = getpwnam(user);
@@ -75,7 +88,10 @@ static void drop_privileges(const char *user, const char *queue_dir)
 		return;
 	if (geteuid() != 0)
 		fatal("user %s: relayd must start as root to become another user", user);
-	if (chown(queue_dir, pw->pw_uid, pw->pw_gid) < 0)
+	/* The queue may have been created by an earlier run as root: hand all of it over. */
+	owner_uid = pw->pw_uid;
+	owner_gid = pw->pw_gid;
+	if (nftw(queue_dir, chown_entry, 16, FTW_PHYS) < 0)
 		fatal("chown %s: %s", queue_dir, strerror(errno));
 	if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
 	    setuid(pw->pw_uid) < 0)

@@ -180,6 +180,36 @@ def test_full_map_is_452_and_loses_nothing():
 
 
 @test
+def test_user_drops_privileges_and_keeps_the_queue():
+    if os.geteuid() != 0:
+        print("  (not root: nothing to drop)")
+        return
+    r = Relayd()
+    try:
+        os.chmod(r.dir, 0o755)            # nobody must reach its queue below
+        r.start()                         # first run as root creates the queue
+        c = Client(r.port)
+        c.hello()
+        first = c.send_message("a@example.com", ["b@example.org"], MSG)
+        c.cmd("QUIT", 221)
+        r.stop()
+        with open(r.conf, "a") as f:
+            f.write("user nobody\n")
+        r.start()
+        with open("/proc/%d/status" % r.proc.pid) as f:
+            uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)", f.read(), re.M).groups()
+        assert all(int(u) == 65534 for u in uids), uids
+        c = Client(r.port)
+        c.hello()
+        second = c.send_message("a@example.com", ["b@example.org"], MSG)
+        c.cmd("QUIT", 221)
+        r.stop()
+        assert r.queued_ids() == [first, second]
+    finally:
+        r.cleanup()
+
+
+@test
 def test_config_check():
     r = Relayd()
     try:
