@@ -3,7 +3,9 @@ test_smtp_session — the SMTP dialogue as a client sees it, one behaviour per
 test, against the real relayd on a loopback port: replies, sequence, syntax,
 limits, relay denial, pipelining, timeouts and the acceptance log line.
 """
+import os
 import re
+import signal
 import socket
 import time
 
@@ -323,6 +325,44 @@ def test_smtputf8_addresses():
         c.send(MSG + ".\r\n")
         c.expect(250, "queued as")
         c.cmd("QUIT", 221)
+
+
+@test
+def test_ipv6_listener_and_allow():
+    port6 = free_port6()
+    with running(extra="listen [::1]:%d\n" % port6, allow="::1") as r:
+        s = socket.create_connection(("::1", port6), timeout=10)
+        c = Client.__new__(Client)
+        c.sock, c.buf = s, b""
+        c.hello()
+        qid = c.send_message("a@example.com", ["b@example.org"], MSG)
+        c.cmd("QUIT", 221)
+        head, body = r.body(qid)
+        assert b"([IPv6:::1])" in body.split(b"\r\n")[0], body[:200]
+        # The IPv4 listener's client (127.0.0.1) is outside "allow ::1".
+        c4 = Client(r.port)
+        c4.hello()
+        c4.cmd("MAIL FROM:<a@example.com>", 250)
+        c4.cmd("RCPT TO:<b@example.org>", 554, "5.7.1")
+        c4.cmd("QUIT", 221)
+
+
+def free_port6():
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        return s.getsockname()[1]
+
+
+@test
+def test_sighup_reopens_the_log_file():
+    with running() as r:
+        os.rename(r.log, r.log + ".1")
+        r.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: os.path.exists(r.log) and "reopened" in r.log_text(), what="new log")
+        c = Client(r.port)
+        c.hello()
+        c.cmd("QUIT", 221)
+        wait_for(lambda: "disconnect from" in r.log_text(), what="log line in the new file")
 
 
 @test
