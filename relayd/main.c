@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -100,6 +101,24 @@ static void drop_privileges(const char *user, const char *queue_dir)
 		fatal("privileges were not dropped");
 }
 
+/*
+ * A session can hold two descriptors (socket, spool file): ask for the hard
+ * limit, and say so when max_clients still cannot be met.
+ */
+static void raise_fd_limit(unsigned max_clients)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < 2 * (rlim_t)max_clients + 64)
+		log_warn("open file limit %llu is low for max_clients %u: "
+		    "at most %llu sessions at once", (unsigned long long)rl.rlim_cur,
+		    max_clients, (unsigned long long)(rl.rlim_cur > 64 ? (rl.rlim_cur - 64) / 2 : 0));
+}
+
 static void daemonize(struct event_base *base)
 {
 	pid_t pid = fork();
@@ -165,6 +184,7 @@ int main(int argc, char **argv)
 	if (make_dirs(queue_dir) < 0)
 		fatal("queue %s: %s", queue_dir, strerror(errno));
 
+	raise_fd_limit(conf->max_clients);
 	evthread_use_pthreads();
 	struct event_base *base = event_base_new();
 	if (!base)

@@ -17,6 +17,7 @@
 #include "relayd/smtp_server.h"
 
 #define LISTEN_BACKLOG 511
+#define ACCEPT_PAUSE   1	/* seconds without accepting after EMFILE and friends */
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
@@ -25,11 +26,37 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	smtp_server_accept(arg, fd, sa, (socklen_t)salen);
 }
 
+static void listeners_enable(struct server *srv, int on)
+{
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		if (on)
+			evconnlistener_enable(srv->listeners[i]);
+		else
+			evconnlistener_disable(srv->listeners[i]);
+}
+
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	listeners_enable(arg, 1);
+}
+
+/*
+ * Out of descriptors or memory: the pending connection stays in the backlog
+ * and the socket stays readable, so retrying at once would spin.  Pause
+ * accepting for a second instead (sessions ending meanwhile free descriptors).
+ */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
-	(void)l, (void)arg;
-	/* EMFILE and friends: log and keep listening; libevent retries on the next event. */
-	log_warn("accept: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	struct server *srv = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval pause = { ACCEPT_PAUSE, 0 };
+	(void)l;
+
+	log_warn("accept: %s: not accepting for %ds (%u sessions)",
+	    evutil_socket_error_to_string(err), ACCEPT_PAUSE, srv->nsessions);
+	listeners_enable(srv, 0);
+	evtimer_add(srv->accept_pause, &pause);
 }
 
 static evutil_socket_t bind_one(const struct conf_listen *l, char *err, size_t errlen)
@@ -61,7 +88,8 @@ int server_bind(struct server *srv, const struct config *conf, struct event_base
 	srv->conf = conf;
 	srv->base = base;
 	srv->listeners = calloc(conf->nlisten, sizeof *srv->listeners);
-	if (!srv->listeners) {
+	srv->accept_pause = evtimer_new(base, accept_resume_cb, srv);
+	if (!srv->listeners || !srv->accept_pause) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -89,6 +117,8 @@ static void stop_listening(struct server *srv)
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		evconnlistener_free(srv->listeners[i]);
 	srv->nlisteners = 0;
+	if (srv->accept_pause)
+		evtimer_del(srv->accept_pause);
 }
 
 void server_session_gone(struct server *srv)
@@ -106,13 +136,18 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 		log_info("SIGHUP: log file reopened");
 		return;
 	}
-	if (srv->stopping)
+	if (srv->stopping) {
+		log_info("%s again: dropping %u session(s) now",
+		    sig == SIGTERM ? "SIGTERM" : "SIGINT", srv->nsessions);
+		smtp_server_shutdown(srv, 1);
+		server_session_gone(srv);
 		return;
+	}
 	log_info("%s: stopping: no new connections, finishing %u session(s)",
 	    sig == SIGTERM ? "SIGTERM" : "SIGINT", srv->nsessions);
 	srv->stopping = 1;
 	stop_listening(srv);
-	smtp_server_shutdown(srv);
+	smtp_server_shutdown(srv, 0);
 	server_session_gone(srv);
 }
 
@@ -138,8 +173,7 @@ int server_run(struct server *srv, struct queue *queue)
 			return -1;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	for (size_t i = 0; i < srv->nlisteners; i++)
-		evconnlistener_enable(srv->listeners[i]);
+	listeners_enable(srv, 1);
 	for (size_t i = 0; i < srv->conf->nlisten; i++)
 		log_info("listening on %s", srv->conf->listen[i].text);
 	return event_base_dispatch(srv->base);
@@ -152,6 +186,8 @@ void server_free(struct server *srv)
 	srv->listeners = NULL;
 	if (srv->queue_event)
 		event_free(srv->queue_event);
+	if (srv->accept_pause)
+		event_free(srv->accept_pause);
 	for (size_t i = 0; i < 3; i++)
 		if (srv->signals[i])
 			event_free(srv->signals[i]);

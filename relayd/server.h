@@ -24,6 +24,7 @@ struct server {
 	unsigned nsessions;
 	int stopping;
 	struct event *queue_event;
+	struct event *accept_pause;	/* re-enables accepting after EMFILE */
 	struct event *signals[3];
 };
 

@@ -90,8 +90,12 @@ void smtp_session_close(struct smtp_session *s)
 	bufferevent_disable(s->bev, EV_READ);
 	evtimer_del(s->deadline);
 	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		session_free(s);	/* nothing to flush: the write callback would never run */
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+		/* Nothing to flush, so no write callback will come: free from the
+		 * loop, never under the feet of the caller still holding s. */
+		struct timeval now = { 0, 0 };
+		evtimer_add(s->deadline, &now);
+	}
 }
 
 static void session_free(struct smtp_session *s)
@@ -129,6 +133,10 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_session *s = arg;
 	(void)fd, (void)what;
+	if (s->state == SMTP_CLOSING) {
+		session_free(s);
+		return;
+	}
 	log_info("timeout (%s) from [%s]:%u", s->state == SMTP_DATA ? "DATA" : "command",
 	    s->client_addr, s->client_port);
 	smtp_reply(s, REPLY_TIMEOUT);
@@ -248,6 +256,13 @@ void smtp_session_resume(struct smtp_session *s)
 		smtp_reply(s, REPLY_SHUTDOWN);
 		return;
 	}
+	if (s->client_eof) {
+		/* Answer what the client pipelined before it half-closed, then end. */
+		session_process(s);
+		if (s->state != SMTP_COMMIT && s->state != SMTP_CLOSING)
+			smtp_session_close(s);
+		return;
+	}
 	bufferevent_enable(s->bev, EV_READ);
 	session_process(s);
 }
@@ -286,9 +301,17 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	} else if (what & BEV_EVENT_ERROR) {
 		log_info("lost connection from [%s]:%u: %s", s->client_addr, s->client_port,
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-	} else if ((what & BEV_EVENT_EOF) && s->state != SMTP_CLOSING) {
-		log_info("lost connection from [%s]:%u in state %s", s->client_addr,
-		    s->client_port, state_names[s->state]);
+	} else if (what & BEV_EVENT_EOF) {
+		/* The client half-closed: it may still read the replies it is owed,
+		 * the 250 for a message being committed above all. */
+		if (s->state != SMTP_IDLE && s->state != SMTP_HELO && s->state != SMTP_CLOSING)
+			log_info("lost connection from [%s]:%u in state %s", s->client_addr,
+			    s->client_port, state_names[s->state]);
+		if (s->state == SMTP_COMMIT)
+			s->client_eof = 1;
+		else
+			smtp_session_close(s);
+		return;
 	}
 	if (s->state == SMTP_COMMIT) {
 		s->client_gone = 1;
@@ -375,14 +398,22 @@ void smtp_server_accept(struct server *srv, evutil_socket_t fd,
 	    conf->hostname);
 }
 
-void smtp_server_shutdown(struct server *srv)
+void smtp_server_shutdown(struct server *srv, int now)
 {
+	/* A client that does not read its 421 may delay the stop this long, no more. */
+	struct timeval flush = { .tv_sec = SMTP_SHUTDOWN_FLUSH, .tv_usec = 0 };
 	struct smtp_session *s = srv->sessions, *next;
+
 	for (; s; s = next) {
-		next = s->next;	/* the reply may free s */
-		if (s->state == SMTP_COMMIT)
-			s->stop_after_commit = 1;
-		else if (s->state != SMTP_CLOSING)
+		next = s->next;
+		if (s->state == SMTP_COMMIT) {
+			s->stop_after_commit = 1;	/* its message is answered first */
+		} else if (now) {
+			smtp_session_enter(s, SMTP_CLOSING);
+			session_free(s);
+		} else {
 			smtp_reply(s, REPLY_SHUTDOWN);
+			bufferevent_set_timeouts(s->bev, NULL, &flush);
+		}
 	}
 }

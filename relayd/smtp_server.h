@@ -14,7 +14,11 @@ struct server;
 /* Take over an accepted connection: greet the client and serve it. */
 void smtp_server_accept(struct server *srv, evutil_socket_t fd,
     const struct sockaddr *addr, socklen_t addrlen);
-/* Graceful stop: end idle sessions with 421 now, the others once their commit is done. */
-void smtp_server_shutdown(struct server *srv);
+/*
+ * Graceful stop: end sessions with 421 (after their commit, when one is in
+ * flight).  With now set (a second TERM/INT), drop them without waiting for
+ * the 421 to be read; sessions waiting for a commit still get their answer.
+ */
+void smtp_server_shutdown(struct server *srv, int now);
 
 #endif

@@ -25,6 +25,7 @@
 #define SMTP_LINE_HARD_MAX  2048	/* nothing longer is ever buffered */
 #define SMTP_TEXT_LINE_MAX  1000	/* RFC 5321 §4.5.3.1.6, with CRLF */
 #define SMTP_OUTPUT_MAX     (64 * 1024)	/* stop reading while replies pile up */
+#define SMTP_SHUTDOWN_FLUSH 10		/* seconds to deliver the 421 when stopping */
 
 enum smtp_state {
 	SMTP_HELO,	/* greeted, waiting for EHLO/HELO */
@@ -64,7 +65,8 @@ struct smtp_session {
 	int discarding;			/* skipping the rest of an overlong line */
 	int paused_for_output;
 	int stop_after_commit;		/* server stopping, or client gone */
-	int client_gone;
+	int client_gone;		/* connection broken: free once the commit is done */
+	int client_eof;			/* client half-closed: flush, then close */
 
 	/* the transaction */
 	struct queue_envelope *env;
