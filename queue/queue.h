@@ -90,9 +90,12 @@ void queue_spool_free(struct queue_spool *sp);
  * spool (also on failure).  env->id must be set (queue_new_id).  When the
  * transaction holding it has committed with fsync — or failed — done(arg,
  * status) is called from queue_dispatch(), i.e. on the caller's thread.
+ * Returns 0 then; -1 (out of memory, message dropped, no callback ever) when
+ * the job could not even be recorded, so a caller never sees its callback
+ * run inside its own call.
  */
 typedef void queue_done_fn(void *arg, enum queue_status status);
-void queue_commit(struct queue *q, struct queue_envelope *env,
+int queue_commit(struct queue *q, struct queue_envelope *env,
     struct queue_spool *spool, queue_done_fn *done, void *arg);
 
 /* How well group commit works: messages stored per fsynced transaction. */

@@ -286,17 +286,15 @@ void queue_writer_stop(struct queue *q)
 	pthread_mutex_unlock(&q->lock);
 }
 
-void queue_commit(struct queue *q, struct queue_envelope *env,
+int queue_commit(struct queue *q, struct queue_envelope *env,
     struct queue_spool *spool, queue_done_fn *done, void *arg)
 {
 	struct queue_job *job = calloc(1, sizeof *job);
 
 	if (!job) {
-		/* Nowhere to keep it until dispatch: the one callback made right here. */
 		queue_envelope_free(env);
 		queue_spool_free(spool);
-		done(arg, QUEUE_ERROR);
-		return;
+		return -1;
 	}
 	job->env = env;
 	job->spool = spool;
@@ -314,6 +312,7 @@ void queue_commit(struct queue *q, struct queue_envelope *env,
 		pthread_cond_signal(&q->wake);
 	}
 	pthread_mutex_unlock(&q->lock);
+	return 0;
 }
 
 void queue_dispatch(struct queue *q)

@@ -14,11 +14,16 @@
 #include "relayd/log.h"
 #include "relayd/smtp_session.h"
 
-/* RFC 5321 §4.4 trace header; client text is escaped (STYLE.md, rule 16). */
+/*
+ * RFC 5321 §4.4 trace header.  The HELO name is escaped (STYLE.md, rule 16);
+ * the recipient went through smtp_parse (printable, or UTF-8 under SMTPUTF8,
+ * which RFC 6532 allows in headers) and is written as it is, when its line
+ * stays within 998 octets.
+ */
 static int write_received(struct smtp_session *s)
 {
 	const struct queue_envelope *env = s->env;
-	char date[64], rcpt[SMTP_TEXT_LINE_MAX], forclause[SMTP_TEXT_LINE_MAX + 16];
+	char date[64], forclause[SMTP_TEXT_LINE_MAX];
 	char header[4096];
 	time_t now = time(NULL);
 	struct tm tm;
@@ -26,10 +31,8 @@ static int write_received(struct smtp_session *s)
 	localtime_r(&now, &tm);
 	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
 	forclause[0] = '\0';
-	if (env->nrcpts == 1) {
-		log_escape(rcpt, sizeof rcpt, env->rcpts[0].addr, strlen(env->rcpts[0].addr));
-		snprintf(forclause, sizeof forclause, "\r\n\tfor <%s>", rcpt);
-	}
+	if (env->nrcpts == 1 && strlen(env->rcpts[0].addr) < 900)
+		snprintf(forclause, sizeof forclause, "\r\n\tfor <%s>", env->rcpts[0].addr);
 	int n = snprintf(header, sizeof header,
 	    "Received: from %s ([%s%s])\r\n"
 	    "\tby %s (relayd) with %s id %s%s;\r\n"
@@ -134,7 +137,14 @@ static void data_end(struct smtp_session *s)
 	s->env = NULL;		/* the queue owns them now */
 	struct queue_spool *spool = s->spool;
 	s->spool = NULL;
-	queue_commit(s->srv->queue, env, spool, commit_done, s);
+	if (queue_commit(s->srv->queue, env, spool, commit_done, s) < 0) {
+		log_err("%s: not queued: out of memory (451 4.3.0) from [%s]:%u",
+		    s->commit_id, s->client_addr, s->client_port);
+		smtp_session_enter(s, SMTP_IDLE);
+		smtp_reply(s, REPLY_STORAGE_ERROR);
+		smtp_session_reset(s);
+		bufferevent_enable(s->bev, EV_READ);
+	}
 }
 
 /* One body line (CRLF included, already unstuffed) into the spool, unless refused. */
@@ -153,6 +163,15 @@ static void data_line(struct smtp_session *s, const char *p, size_t len)
 	}
 }
 
+/* 1 when the first n bytes of in hold a CR (in an overlong line, always a bare one). */
+static int has_cr(struct evbuffer *in, size_t n)
+{
+	struct evbuffer_ptr end;
+	if (n == 0 || evbuffer_ptr_set(in, &end, n, EVBUFFER_PTR_SET) < 0)
+		return 0;
+	return evbuffer_search_range(in, "\r", 1, NULL, &end).pos >= 0;
+}
+
 int smtp_data_input(struct smtp_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
@@ -163,6 +182,11 @@ int smtp_data_input(struct smtp_session *s)
 	if (lf.pos < 0) {
 		/* An endless line: count and drop it, keeping a last byte that may be CR. */
 		if (avail > sizeof line) {
+			/* No LF anywhere, so any CR among the dropped bytes is bare. */
+			if (has_cr(in, avail - 1)) {
+				smtp_reply(s, REPLY_BARE_CR);
+				return 0;
+			}
 			s->data_in_long_line = 1;
 			s->data_bytes += avail - 1;
 			if (s->data_error == SMTP_DATA_OK)
@@ -183,6 +207,10 @@ int smtp_data_input(struct smtp_session *s)
 		}
 		if (len < 2 || tail[0] != '\r') {
 			smtp_reply(s, REPLY_BARE_LF);
+			return 0;
+		}
+		if (has_cr(in, len - 2)) {
+			smtp_reply(s, REPLY_BARE_CR);
 			return 0;
 		}
 		s->data_bytes += len;
