@@ -311,6 +311,7 @@ void conf_free(struct config *conf)
 	free(conf->listen);
 	free(conf->allow);
 	free(conf->user);
+	free(conf->postmaster);
 	for (size_t i = 0; i < conf->nupstreams; i++) {
 		struct conf_upstream *u = &conf->upstreams[i];
 		free(u->name);

@@ -63,6 +63,7 @@ struct config {
 	unsigned timeout_command;	/* seconds to send one whole command line, default 60 */
 	unsigned timeout_data;		/* seconds for the whole DATA phase, default 1800 */
 	char *user;			/* drop privileges to this user after binding */
+	char *postmaster;		/* where RCPT TO:<postmaster> goes; NULL: refused */
 	struct conf_upstream *upstreams;
 	size_t nupstreams;
 };

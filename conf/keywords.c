@@ -70,6 +70,24 @@ static int conf_set_string(struct conf_parser *p, void *base, size_t offset, int
 	return conf_store_string(p, CONF_FIELD(base, offset, char *), argv[0]);
 }
 
+/* user@domain, plain ASCII: where mail to <postmaster> goes (RFC 5321 §4.5.1). */
+static int conf_set_postmaster(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	const char *at = strchr(argv[0], '@');
+	for (const char *c = argv[0]; *c; c++)
+		if (*c <= ' ' || *c >= 127 || strchr("<>()[],;:\\\"", *c)) {
+			at = NULL;
+			break;
+		}
+	if (!at || at == argv[0] || !at[1] || strchr(at + 1, '@')) {
+		conf_error(p, "%s: \"%s\" is not an address like postmaster@example.com",
+		    p->keyword, argv[0]);
+		return -1;
+	}
+	return conf_set_string(p, base, offset, argc, argv);
+}
+
 /* A file relayd opens later, maybe after chdir("/"): only absolute paths. */
 static int conf_set_path(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv)
@@ -372,6 +390,7 @@ static const struct conf_keyword conf_top_keywords[] = {
 	{ "timeout_data", conf_set_timeout, offsetof(struct config, timeout_data), 1, 1,
 	    CONF_ONCE },
 	{ "user", conf_set_string, offsetof(struct config, user), 1, 1, CONF_ONCE },
+	{ "postmaster", conf_set_postmaster, offsetof(struct config, postmaster), 1, 1, CONF_ONCE },
 	{ "upstream", conf_open_upstream, offsetof(struct config, upstreams), 1, 1, CONF_BLOCK },
 };
 
@@ -395,7 +414,7 @@ struct config *conf_new(void)
 	conf->max_errors = 20;
 	conf->timeout_idle = 5 * 60;
 	conf->timeout_command = 60;
-	conf->timeout_data = 30 * 60;
+	conf->timeout_data = 60 * 60;
 	return conf;
 }
 

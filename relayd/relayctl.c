@@ -89,7 +89,7 @@ static int print_body(void *arg, const void *data, size_t len)
 static int cmd_show(struct queue *q, const char *id, int body)
 {
 	struct queue_envelope *env = queue_load(q, id);
-	char buf[1100];
+	char buf[1100], buf2[1100];
 	if (!env) {
 		fprintf(stderr, "relayctl: %s: no such message\n", id);
 		return 1;
@@ -98,7 +98,7 @@ static int cmd_show(struct queue *q, const char *id, int body)
 	    (long long)env->arrival, (unsigned long long)env->size,
 	    esc(env->sender, buf, sizeof buf));
 	printf("client: %s\nhelo: %s\n", esc(env->client_addr, buf, sizeof buf),
-	    env->helo ? esc(env->helo, buf, sizeof buf) : "");
+	    env->helo ? esc(env->helo, buf2, sizeof buf2) : "");
 	if (env->auth_user)
 		printf("sasl_username: %s\n", esc(env->auth_user, buf, sizeof buf));
 	if (env->envid)

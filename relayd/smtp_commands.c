@@ -4,6 +4,7 @@
  * command out of sequence comes from bad_sequence() alone.
  */
 #include <event2/buffer.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -132,10 +133,19 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		return;
 	}
 	if (!s->relay_ok) {
+		char esc[SMTP_ADDR_MAX * 4 + 1];
 		log_info("reject: RCPT from [%s]:%u: 554 5.7.1 <%s>: Relay access denied",
-		    s->client_addr, s->client_port, r.addr);
+		    s->client_addr, s->client_port, log_escape(esc, sizeof esc, r.addr, strlen(r.addr)));
 		smtp_reply_error(s, 554, "5.7.1", "<%s>: Relay access denied", r.addr);
 		return;
+	}
+	if (r.postmaster) {
+		if (!conf->postmaster) {
+			smtp_reply(s, 550, "5.1.1", "<%s>: this relay has no local postmaster; "
+			    "write to postmaster@ the domain in question", r.addr);
+			return;
+		}
+		snprintf(r.addr, sizeof r.addr, "%s", conf->postmaster);
 	}
 	/* Not an error: RFC 5321 §4.5.3.1.10, the client sends the rest later. */
 	if (s->env->nrcpts >= conf->max_recipients) {

@@ -301,11 +301,10 @@ enum smtp_parse_status smtp_parse_mail(const char *args, struct smtp_mail_args *
 		if (strcmp(key, "SIZE") == 0) {
 			if (out->size_given || !v || n > 20 || strspn(v, "0123456789") < n)
 				return SMTP_PARSE_BAD_PARAM;
+			/* RFC 1870 allows 20 digits: past 2^64 is "too big", not bad syntax. */
 			errno = 0;
 			unsigned long long size = strtoull(v, NULL, 10);
-			if (errno == ERANGE)
-				return SMTP_PARSE_BAD_PARAM;
-			out->size = size;
+			out->size = errno == ERANGE ? UINT64_MAX : size;
 			out->size_given = 1;
 		} else if (strcmp(key, "BODY") == 0) {
 			if (out->body != SMTP_BODY_NONE || !v)
@@ -394,10 +393,16 @@ enum smtp_parse_status smtp_parse_rcpt(const char *args, int utf8,
 	const char *s = skip_keyword(args, "TO:");
 	if (!s)
 		return SMTP_PARSE_SYNTAX;
-	int non_ascii;
-	enum smtp_parse_status st = parse_path(&s, 0, out->addr, &non_ascii);
-	if (st != SMTP_PARSE_OK)
+	int non_ascii = 0;
+	enum smtp_parse_status st;
+	/* The one address without a domain every relay must take (RFC 5321 §4.5.1). */
+	if (strncasecmp(s, "<postmaster>", 12) == 0) {
+		strcpy(out->addr, "postmaster");
+		out->postmaster = 1;
+		s += 12;
+	} else if ((st = parse_path(&s, 0, out->addr, &non_ascii)) != SMTP_PARSE_OK) {
 		return st;
+	}
 	if (non_ascii && !utf8)
 		return SMTP_PARSE_NEED_UTF8;
 

@@ -49,6 +49,7 @@ struct smtp_rcpt_args {
 	char addr[SMTP_ADDR_MAX + 1];
 	unsigned notify;		/* SMTP_NOTIFY_* bits, 0 when absent */
 	char orcpt[SMTP_ORCPT_MAX + 1];	/* "addr-type;xtext" as received; "" when absent */
+	int postmaster;			/* RCPT TO:<postmaster>, addr is "postmaster" */
 	char bad_param[64];
 };
 

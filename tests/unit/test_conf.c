@@ -223,7 +223,8 @@ static void test_defaults(void)
 	CHECK(c->max_errors == 20);
 	CHECK(c->timeout_idle == 300);
 	CHECK(c->timeout_command == 60);
-	CHECK(c->timeout_data == 1800);
+	CHECK(c->timeout_data == 3600);
+	CHECK(c->postmaster == NULL);
 	CHECK(c->user == NULL);
 	CHECK(c->nupstreams == 0);
 	conf_free(c);
@@ -251,6 +252,7 @@ static void test_every_keyword(void)
 	    "timeout_command 30s\n"
 	    "timeout_data 1h\n"
 	    "user relayd\n"
+	    "postmaster admin@example.com\n"
 	    "\n"
 	    "upstream mailgun {\n"
 	    "\thost smtp.mailgun.org\n"
@@ -299,6 +301,7 @@ static void test_every_keyword(void)
 	CHECK(c->timeout_command == 30);
 	CHECK(c->timeout_data == 3600);
 	CHECK_STR(c->user, "relayd");
+	CHECK_STR(c->postmaster, "admin@example.com");
 	CHECK(c->nupstreams == 2);
 	if (c->nupstreams == 2) {
 		const struct conf_upstream *u = &c->upstreams[0];
@@ -311,7 +314,7 @@ static void test_every_keyword(void)
 		CHECK_STR(u->user, "postmaster@mg.example.com");
 		CHECK_STR(u->password_file, "/etc/relayd/mailgun.secret");
 		CHECK(u->max_connections == 8);
-		CHECK(u->line == 20);
+		CHECK(u->line == 21);
 		u = &c->upstreams[1];
 		CHECK_STR(u->name, "plain");
 		CHECK_STR(u->host, "192.0.2.25");
@@ -320,7 +323,7 @@ static void test_every_keyword(void)
 		CHECK(u->verify == 1);
 		CHECK(u->ca_file == NULL && u->user == NULL && u->password_file == NULL);
 		CHECK(u->max_connections == 4);
-		CHECK(u->line == 30);
+		CHECK(u->line == 31);
 	}
 	conf_free(c);
 }
@@ -432,6 +435,10 @@ static void test_errors(void)
 		{ "timeout_data 5y\n",
 		  "t:1: timeout_data: bad duration \"5y\" (use 30s, 5m, 4h, 5d; at least 1s)" },
 		{ "user \"\"\n", "t:1: user: empty value" },
+		{ "postmaster root\n",
+		  "t:1: postmaster: \"root\" is not an address like postmaster@example.com" },
+		{ "postmaster <a@b.example>\n",
+		  "t:1: postmaster: \"<a@b.example>\" is not an address like postmaster@example.com" },
 		{ "upstream \"a b\" {\n", "t:1: upstream: bad name \"a b\" (letters, digits, . _ -)" },
 		{ "upstream a {\n host \"smtp example\"\n}\n",
 		  "t:2: host: bad host name \"smtp example\"" },

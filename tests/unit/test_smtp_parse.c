@@ -75,7 +75,8 @@ static void test_mail(void)
 		{ "FROM:<a\xc0\xaf@c> SMTPUTF8", SMTP_PARSE_BAD_ADDRESS, NULL },
 		{ "FROM:<a@b> SIZE=", SMTP_PARSE_SYNTAX, NULL },
 		{ "FROM:<a@b> SIZE=12x", SMTP_PARSE_BAD_PARAM, NULL },
-		{ "FROM:<a@b> SIZE=99999999999999999999999", SMTP_PARSE_BAD_PARAM, NULL },
+		{ "FROM:<a@b> SIZE=999999999999999999999", SMTP_PARSE_BAD_PARAM, NULL },
+		{ "FROM:<a@b> SIZE=99999999999999999999", SMTP_PARSE_OK, "a@b" },
 		{ "FROM:<a@b> SIZE=1 SIZE=2", SMTP_PARSE_BAD_PARAM, NULL },
 		{ "FROM:<a@b> BODY=BINARYMIME", SMTP_PARSE_BAD_PARAM, NULL },
 		{ "FROM:<a@b> RET=ALL", SMTP_PARSE_BAD_PARAM, NULL },
@@ -107,6 +108,8 @@ static void test_mail_values(void)
 	CHECK(m.ret == SMTP_RET_FULL);
 	CHECK(m.smtputf8);
 	CHECK_STR(m.envid, "X+2BY");
+	CHECK(smtp_parse_mail("FROM:<a@b> SIZE=99999999999999999999", &m) == SMTP_PARSE_OK);
+	CHECK(m.size == UINT64_MAX);
 	CHECK(smtp_parse_mail("FROM:<a@b> XYZZY=1", &m) == SMTP_PARSE_UNKNOWN_PARAM);
 	CHECK_STR(m.bad_param, "XYZZY");
 }
@@ -137,7 +140,9 @@ static void test_rcpt(void)
 		{ "TO:<bob@example.org> ORCPT=rfc822;", 0, SMTP_PARSE_BAD_PARAM, 0, NULL },
 		{ "TO:<bob@example.org> SIZE=1", 0, SMTP_PARSE_UNKNOWN_PARAM, 0, NULL },
 		{ "TO:<>", 0, SMTP_PARSE_BAD_ADDRESS, 0, NULL },
-		{ "TO:<postmaster>", 0, SMTP_PARSE_BAD_ADDRESS, 0, NULL },
+		{ "TO:<postmaster>", 0, SMTP_PARSE_OK, 0, "" },
+		{ "TO:<PostMaster> NOTIFY=NEVER", 0, SMTP_PARSE_OK, SMTP_NOTIFY_NEVER, "" },
+		{ "TO:<postmaster2>", 0, SMTP_PARSE_BAD_ADDRESS, 0, NULL },
 		{ "TO:<jürgen@example.de>", 0, SMTP_PARSE_NEED_UTF8, 0, NULL },
 		{ "TO:<jürgen@example.de>", 1, SMTP_PARSE_OK, 0, "" },
 		{ "TO:<user@bücher.example>", 1, SMTP_PARSE_OK, 0, "" },
