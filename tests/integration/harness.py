@@ -63,9 +63,9 @@ class Relayd:
         self.proc = None
         self.stderr_path = os.path.join(self.dir, "stderr")
 
-    def start(self):
+    def start(self, preexec_fn=None):
         self.stderr = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen([RELAYD, "-d", "-c", self.conf],
+        self.proc = subprocess.Popen([RELAYD, "-d", "-c", self.conf], preexec_fn=preexec_fn,
                                      stdout=self.stderr, stderr=self.stderr)
         def up():
             if self.proc.poll() is not None:

@@ -5,11 +5,12 @@ limits, relay denial, pipelining, timeouts and the acceptance log line.
 """
 import os
 import re
+import resource
 import signal
 import socket
 import time
 
-from harness import Client, running, run, test, wait_for
+from harness import Client, Relayd, running, run, test, wait_for
 
 MSG = "Subject: hello\r\nFrom: a@example.com\r\nTo: b@example.org\r\n\r\nbody line\r\n"
 
@@ -363,6 +364,119 @@ def test_sighup_reopens_the_log_file():
         c.hello()
         c.cmd("QUIT", 221)
         wait_for(lambda: "disconnect from" in r.log_text(), what="log line in the new file")
+
+
+@test
+def test_half_closed_client_still_gets_its_250():
+    with running() as r:
+        c = Client(r.port)
+        c.expect(220)
+        c.send("EHLO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
+        for code in (250, 250, 250, 354):
+            c.expect(code)
+        c.send(MSG + ".\r\nMAIL FROM:<c@example.com>\r\nRCPT TO:<d@example.org>\r\nDATA\r\n"
+               + MSG + ".\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        first = c.expect(250, "queued as")
+        for code in (250, 250, 354):
+            c.expect(code)
+        second = c.expect(250, "queued as")
+        assert c.closed()
+        assert len(r.queued_ids()) == 2, (first, second)
+
+
+@test
+def test_postmaster_without_domain():
+    with running() as r:
+        c = Client(r.port)
+        c.hello()
+        c.cmd("MAIL FROM:<a@example.com>", 250)
+        c.cmd("RCPT TO:<Postmaster>", 550, "5.1.1")
+        c.cmd("QUIT", 221)
+    with running(extra="postmaster admin@example.net\n") as r:
+        c = Client(r.port)
+        c.hello()
+        qid = c.send_message("a@example.com", ["postmaster"], MSG)
+        c.cmd("QUIT", 221)
+        rc, out, err = r.relayctl("show", qid)
+        assert "rcpt: <admin@example.net>" in out, out
+
+
+@test
+def test_size_beyond_64_bits_is_552():
+    with running() as r:
+        c = Client(r.port)
+        c.hello()
+        c.cmd("MAIL FROM:<a@example.com> SIZE=99999999999999999999", 552, "5.3.4")
+        c.cmd("QUIT", 221)
+
+
+@test
+def test_received_header_keeps_utf8_recipient():
+    with running() as r:
+        c = Client(r.port)
+        c.hello()
+        c.cmd("MAIL FROM:<a@example.com> SMTPUTF8", 250)
+        c.cmd("RCPT TO:<jürgen@bücher.example>", 250)
+        c.cmd("DATA", 354)
+        c.send(MSG + ".\r\n")
+        qid = re.search(r"queued as (\w+)", c.expect(250)).group(1)
+        c.cmd("QUIT", 221)
+        _, body = r.body(qid)
+        assert "for <jürgen@bücher.example>;".encode() in body, body[:300]
+        assert b"with UTF8SMTP id" in body
+
+
+@test
+def test_second_term_does_not_wait_for_a_client_that_never_reads():
+    with running() as r:
+        c = Client(r.port)
+        c.hello()
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.sock.settimeout(0.5)
+        try:                                 # fill every buffer until our send blocks
+            for _ in range(20000):
+                c.send("NOOP\r\n" * 100)
+        except (socket.timeout, OSError):
+            pass
+        r.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert r.proc.poll() is None         # still flushing its 421 to us
+        t0 = time.monotonic()
+        r.proc.send_signal(signal.SIGTERM)
+        r.proc.wait(10)
+        assert time.monotonic() - t0 < 5
+        assert r.proc.returncode == 0, r.stderr_text()[-2000:]
+
+
+@test
+def test_out_of_descriptors_does_not_spin():
+    r = Relayd()
+    try:
+        r.start(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40)))
+        clients = []
+        for _ in range(45):
+            clients.append(socket.create_connection(("127.0.0.1", r.port), timeout=5))
+        time.sleep(2)
+        pauses = r.log_text().count("accept: ")
+        assert 1 <= pauses < 10, pauses         # it ran out, and did not spin
+        for s in clients:
+            s.close()
+        time.sleep(1.5)
+        c = wait_for(lambda: _greeted(r.port), 10, what="accepting again")
+        c.cmd("QUIT", 221)
+        r.stop()
+    finally:
+        r.cleanup()
+
+
+def _greeted(port):
+    try:
+        c = Client(port, timeout=2)
+        c.expect(220)
+        return c
+    except (AssertionError, OSError, EOFError):
+        return None
 
 
 @test

@@ -81,6 +81,21 @@ def test_bare_lf_after_long_line_is_refused():
 
 
 @test
+def test_bare_cr_inside_long_line_is_refused():
+    with running() as r:
+        for tail in ("\r.\r" + "x" * 3000, "x" * 3000 + "\r.\r\n"):
+            c = Client(r.port)
+            c.hello()
+            c.cmd("MAIL FROM:<a@example.com>", 250)
+            c.cmd("RCPT TO:<b@example.org>", 250)
+            c.cmd("DATA", 354)
+            c.send("y" * 2000 + tail)
+            c.expect(521, "bare <CR>")
+            assert c.closed()
+        assert r.queued_ids() == []
+
+
+@test
 def test_proper_end_after_dot_lookalikes_in_body():
     # A dot line with trailing text, or a dot inside a line, is body text.
     with running() as r:
