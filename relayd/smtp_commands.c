@@ -62,30 +62,45 @@ static void cmd_helo(struct smtp_session *s, const char *args)
 		smtp_reply(s, 250, "", "%s", s->srv->conf->hostname);
 }
 
+/* Answer a MAIL or RCPT the parser refused; 0 when it was fine. */
+static int parse_failed(struct smtp_session *s, enum smtp_parse_status st, int mail,
+    const char *bad_param)
+{
+	switch (st) {
+	case SMTP_PARSE_OK:
+		return 0;
+	case SMTP_PARSE_SYNTAX:
+		if (mail)
+			smtp_reply_error(s, REPLY_SYNTAX_MAIL);
+		else
+			smtp_reply_error(s, REPLY_SYNTAX_RCPT);
+		break;
+	case SMTP_PARSE_BAD_ADDRESS:
+		if (mail)
+			smtp_reply_error(s, REPLY_BAD_SENDER);
+		else
+			smtp_reply_error(s, REPLY_BAD_RCPT);
+		break;
+	case SMTP_PARSE_NEED_UTF8:
+		smtp_reply_error(s, REPLY_NEED_UTF8);
+		break;
+	case SMTP_PARSE_UNKNOWN_PARAM:
+		smtp_reply_error(s, 555, "5.5.4", "Unsupported option: %s", bad_param);
+		break;
+	case SMTP_PARSE_BAD_PARAM:
+		smtp_reply_error(s, 501, "5.5.4", "Bad %s parameter", bad_param);
+		break;
+	}
+	return 1;
+}
+
 static void cmd_mail(struct smtp_session *s, const char *args)
 {
 	const struct config *conf = s->srv->conf;
 	struct smtp_mail_args m;
 
-	switch (smtp_parse_mail(args, &m)) {
-	case SMTP_PARSE_OK:
-		break;
-	case SMTP_PARSE_SYNTAX:
-		smtp_reply_error(s, REPLY_SYNTAX_MAIL);
+	if (parse_failed(s, smtp_parse_mail(args, &m), 1, m.bad_param))
 		return;
-	case SMTP_PARSE_BAD_ADDRESS:
-		smtp_reply_error(s, REPLY_BAD_SENDER);
-		return;
-	case SMTP_PARSE_NEED_UTF8:
-		smtp_reply_error(s, REPLY_NEED_UTF8);
-		return;
-	case SMTP_PARSE_UNKNOWN_PARAM:
-		smtp_reply_error(s, 555, "5.5.4", "Unsupported option: %s", m.bad_param);
-		return;
-	case SMTP_PARSE_BAD_PARAM:
-		smtp_reply_error(s, 501, "5.5.4", "Bad %s parameter", m.bad_param);
-		return;
-	}
 	if (m.size_given && m.size > conf->max_message_size) {
 		smtp_reply(s, REPLY_SIZE_EXCEEDED);
 		return;
@@ -113,25 +128,8 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 	const struct config *conf = s->srv->conf;
 	struct smtp_rcpt_args r;
 
-	switch (smtp_parse_rcpt(args, s->env->smtputf8, &r)) {
-	case SMTP_PARSE_OK:
-		break;
-	case SMTP_PARSE_SYNTAX:
-		smtp_reply_error(s, REPLY_SYNTAX_RCPT);
+	if (parse_failed(s, smtp_parse_rcpt(args, s->env->smtputf8, &r), 0, r.bad_param))
 		return;
-	case SMTP_PARSE_BAD_ADDRESS:
-		smtp_reply_error(s, REPLY_BAD_RCPT);
-		return;
-	case SMTP_PARSE_NEED_UTF8:
-		smtp_reply_error(s, REPLY_NEED_UTF8);
-		return;
-	case SMTP_PARSE_UNKNOWN_PARAM:
-		smtp_reply_error(s, 555, "5.5.4", "Unsupported option: %s", r.bad_param);
-		return;
-	case SMTP_PARSE_BAD_PARAM:
-		smtp_reply_error(s, 501, "5.5.4", "Bad %s parameter", r.bad_param);
-		return;
-	}
 	if (!s->relay_ok) {
 		char esc[SMTP_ADDR_MAX * 4 + 1];
 		log_info("reject: RCPT from [%s]:%u: 554 5.7.1 <%s>: Relay access denied",
