@@ -6,6 +6,7 @@
 #include "auth/auth.h"
 
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 
 static const unsigned char v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
@@ -36,6 +37,16 @@ int auth_cidr_match(const struct conf_cidr *net, const struct sockaddr *addr)
 		return 1;
 	unsigned char mask = (unsigned char)(0xff << (8 - rest));
 	return (bytes[full] & mask) == (net->addr[full] & mask);
+}
+
+int auth_check_config(const struct config *conf, char *err, size_t errlen)
+{
+	if (conf->nallow == 0 && !conf->auth_sasldb.path && !conf->auth_saslauthd.path) {
+		snprintf(err, errlen, "%s: nobody may relay: give `allow` networks or an AUTH "
+		    "backend (auth_sasldb, auth_saslauthd)", conf->path);
+		return -1;
+	}
+	return 0;
 }
 
 int auth_network_allowed(const struct config *conf, const struct sockaddr *client)

@@ -10,10 +10,73 @@
 
 #include "conf/conf.h"
 
+/*
+ * The start-up check that relayd is never an open relay nor a useless one:
+ * somebody must be able to relay (allow networks or an AUTH backend).
+ * 0, or -1 with "FILE: message" in err.
+ */
+int auth_check_config(const struct config *conf, char *err, size_t errlen);
+
 /* 1 when the client address lies inside one of the config's `allow` networks. */
 int auth_network_allowed(const struct config *conf, const struct sockaddr *client);
 
 /* 1 when addr (AF_INET/AF_INET6; IPv4-mapped IPv6 counts as IPv4) is inside net. */
 int auth_cidr_match(const struct conf_cidr *net, const struct sockaddr *addr);
+
+/*
+ * SMTP AUTH (RFC 4954) through the Cyrus SASL server library.  One
+ * auth_server per process (sasl_server_init, options from the config through
+ * callbacks, so nothing under /etc/sasl2 is read); one auth_session per SMTP
+ * session.  Client data arrives and challenges leave base64-encoded, exactly
+ * as on the wire; this module decodes and encodes with Cyrus' own helpers.
+ */
+struct auth_server;
+struct auth_session;
+
+enum auth_result {
+	AUTH_OK,		/* 235 2.7.0: logged in, auth_session_user() names who */
+	AUTH_CONTINUE,		/* 334 with the challenge */
+	AUTH_FAILED,		/* 535 5.7.8: bad user or password */
+	AUTH_TEMPFAIL,		/* 454 4.7.0: backend down or unreadable: the client retries */
+	AUTH_NOMECH,		/* 504 5.5.4: mechanism not on offer */
+	AUTH_MALFORMED,		/* 501 5.5.2: not base64, or the mechanism's syntax broken */
+	AUTH_CANCELLED,		/* 501 5.0.0: the client sent "*" */
+	AUTH_TOOWEAK,		/* 534 5.7.9: the mechanism needs more than this connection */
+};
+
+/*
+ * Check the backends (sasldb readable, not world-readable; saslauthd dir) and
+ * start Cyrus SASL.  NULL with "FILE:LINE: message" in err on failure.  Also
+ * used by `relayd -n`.  NULL without error when the config has no AUTH backend
+ * (then *err is "").
+ */
+struct auth_server *auth_server_new(const struct config *conf, char *err, size_t errlen);
+void auth_server_free(struct auth_server *srv);
+
+/*
+ * local and remote are "IP;PORT" as Cyrus wants them; tls_ssf is the TLS
+ * cipher strength in bits (0 before TLS).
+ */
+struct auth_session *auth_session_new(struct auth_server *srv, const char *local,
+    const char *remote, unsigned tls_ssf);
+void auth_session_free(struct auth_session *as);
+/* Mechanisms to advertise in EHLO ("PLAIN LOGIN"), or "" if none. */
+const char *auth_session_mechanisms(struct auth_session *as);
+
+/*
+ * AUTH MECH [initial-response]: initial is the base64 text after the
+ * mechanism, "=" for an empty one, or NULL when absent.  *challenge is set to
+ * base64 text to send after "334 " when AUTH_CONTINUE (owned by the session,
+ * valid until the next call).
+ */
+enum auth_result auth_session_start(struct auth_session *as, const char *mech,
+    const char *initial, const char **challenge);
+/* The client's answer line to a 334 ("*" cancels). */
+enum auth_result auth_session_step(struct auth_session *as, const char *response,
+    const char **challenge);
+/* After AUTH_OK: the authenticated user name; NULL before. */
+const char *auth_session_user(const struct auth_session *as);
+/* After a failure: Cyrus' own words for the log (never holds the password). */
+const char *auth_session_detail(const struct auth_session *as);
 
 #endif

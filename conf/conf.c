@@ -312,6 +312,11 @@ void conf_free(struct config *conf)
 	free(conf->allow);
 	free(conf->user);
 	free(conf->postmaster);
+	free(conf->tls_cert.path);
+	free(conf->tls_key.path);
+	free(conf->auth_sasldb.path);
+	free(conf->auth_saslauthd.path);
+	free(conf->auth_mechanisms);
 	for (size_t i = 0; i < conf->nupstreams; i++) {
 		struct conf_upstream *u = &conf->upstreams[i];
 		free(u->name);

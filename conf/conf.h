@@ -16,6 +16,14 @@ struct conf_listen {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	char text[64];			/* "127.0.0.1:2525" or "[::1]:2525", for logs */
+	int tls;			/* `listen ADDR:PORT tls`: implicit TLS (RFC 8314) */
+	int line;
+};
+
+/* A file named in the config, with where, for messages about its contents. */
+struct conf_file {
+	char *path;			/* NULL when not given */
+	int line;
 };
 
 /* One network of `allow CIDR…`. */
@@ -63,6 +71,13 @@ struct config {
 	unsigned timeout_command;	/* seconds to send one whole command line, default 60 */
 	unsigned timeout_data;		/* seconds for the whole DATA phase, default 1800 */
 	char *user;			/* drop privileges to this user after binding */
+	struct conf_file tls_cert;	/* PEM certificate (chain); STARTTLS offered when set */
+	struct conf_file tls_key;	/* PEM private key */
+	struct conf_file auth_sasldb;	/* Cyrus sasldb file of users */
+	struct conf_file auth_saslauthd;	/* saslauthd's socket directory */
+	char *auth_mechanisms;		/* space-separated, default "PLAIN LOGIN" */
+	int auth_require_tls;		/* AUTH only after TLS (default 1) */
+	unsigned auth_max_failures;	/* failed AUTHs before the session is dropped, default 3 */
 	char *postmaster;		/* where RCPT TO:<postmaster> goes; NULL: refused */
 	struct conf_upstream *upstreams;
 	size_t nupstreams;

@@ -100,6 +100,40 @@ static int conf_set_path(struct conf_parser *p, void *base, size_t offset, int a
 	return conf_store_string(p, CONF_FIELD(base, offset, char *), argv[0]);
 }
 
+/* A file that relayd reads at start: kept with its line, for messages about its contents. */
+static int conf_set_file(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	struct conf_file *f = CONF_FIELD(base, offset, struct conf_file);
+	if (conf_set_path(p, &f->path, 0, argc, argv) < 0)
+		return -1;
+	f->line = p->line;
+	return 0;
+}
+
+/* SASL mechanism names (RFC 4422 §3.1): upper-case letters, digits, - and _. */
+static int conf_set_mechanisms(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	char list[512] = "";
+	size_t n = 0;
+	for (int i = 0; i < argc; i++) {
+		for (char *c = argv[i]; *c; c++)
+			*c = (char)toupper((unsigned char)*c);
+		if (!conf_valid_name(argv[i], "-_", 20)) {
+			conf_error(p, "%s: bad mechanism name \"%s\"", p->keyword, argv[i]);
+			return -1;
+		}
+		int w = snprintf(list + n, sizeof list - n, "%s%s", i ? " " : "", argv[i]);
+		if (w < 0 || (size_t)w >= sizeof list - n) {
+			conf_error(p, "%s: list too long", p->keyword);
+			return -1;
+		}
+		n += (size_t)w;
+	}
+	return conf_store_string(p, CONF_FIELD(base, offset, char *), list);
+}
+
 /* The name relayd greets with: it lands in SMTP replies and headers, so no blanks. */
 static int conf_set_hostname(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv)
@@ -247,7 +281,11 @@ static int conf_add_listen(struct conf_parser *p, void *base, size_t offset, int
 	struct config *conf = base;
 	struct conf_listen l, *grown;
 
-	(void)argc, (void)offset;
+	(void)offset;
+	if (argc == 2 && strcmp(argv[1], "tls") != 0) {
+		conf_error(p, "listen: unknown option \"%s\" (only \"tls\")", argv[1]);
+		return -1;
+	}
 	if (conf_parse_listen(argv[0], &l) < 0) {
 		conf_error(p, "listen: bad address \"%s\" (use 127.0.0.1:2525, [::1]:2525 "
 		    "or *:25)", argv[0]);
@@ -264,6 +302,8 @@ static int conf_add_listen(struct conf_parser *p, void *base, size_t offset, int
 		conf_error(p, "out of memory");
 		return -1;
 	}
+	l.tls = argc == 2;
+	l.line = p->line;
 	conf->listen = grown;
 	conf->listen[conf->nlisten++] = l;
 	return 0;
@@ -375,7 +415,7 @@ static const struct conf_keyword conf_top_keywords[] = {
 	{ "queue_max_size", conf_set_queue_size, offsetof(struct config, queue_max_size), 1, 1,
 	    CONF_ONCE },
 	{ "log", conf_set_log, offsetof(struct config, log_target), 1, 1, CONF_ONCE },
-	{ "listen", conf_add_listen, offsetof(struct config, listen), 1, 1, CONF_MANY },
+	{ "listen", conf_add_listen, offsetof(struct config, listen), 1, 2, CONF_MANY },
 	{ "allow", conf_add_allow, offsetof(struct config, allow), 1, CONF_ARGS_MAX, CONF_MANY },
 	{ "max_message_size", conf_set_size, offsetof(struct config, max_message_size), 1, 1,
 	    CONF_ONCE },
@@ -391,6 +431,17 @@ static const struct conf_keyword conf_top_keywords[] = {
 	    CONF_ONCE },
 	{ "user", conf_set_string, offsetof(struct config, user), 1, 1, CONF_ONCE },
 	{ "postmaster", conf_set_postmaster, offsetof(struct config, postmaster), 1, 1, CONF_ONCE },
+	{ "tls_cert", conf_set_file, offsetof(struct config, tls_cert), 1, 1, CONF_ONCE },
+	{ "tls_key", conf_set_file, offsetof(struct config, tls_key), 1, 1, CONF_ONCE },
+	{ "auth_sasldb", conf_set_file, offsetof(struct config, auth_sasldb), 1, 1, CONF_ONCE },
+	{ "auth_saslauthd", conf_set_file, offsetof(struct config, auth_saslauthd), 1, 1,
+	    CONF_ONCE },
+	{ "auth_mechanisms", conf_set_mechanisms, offsetof(struct config, auth_mechanisms), 1,
+	    CONF_ARGS_MAX, CONF_ONCE },
+	{ "auth_require_tls", conf_set_yes_no, offsetof(struct config, auth_require_tls), 1, 1,
+	    CONF_ONCE },
+	{ "auth_max_failures", conf_set_count, offsetof(struct config, auth_max_failures), 1, 1,
+	    CONF_ONCE },
 	{ "upstream", conf_open_upstream, offsetof(struct config, upstreams), 1, 1, CONF_BLOCK },
 };
 
@@ -415,7 +466,35 @@ struct config *conf_new(void)
 	conf->timeout_idle = 5 * 60;
 	conf->timeout_command = 60;
 	conf->timeout_data = 60 * 60;
+	conf->auth_require_tls = 1;
+	conf->auth_max_failures = 3;
 	return conf;
+}
+
+/* TLS and AUTH settings that only make sense together. */
+static int conf_check_tls_auth(struct conf_parser *p, struct config *conf)
+{
+	int has_auth = conf->auth_sasldb.path || conf->auth_saslauthd.path;
+
+	if (!conf->tls_cert.path != !conf->tls_key.path) {
+		p->line = conf->tls_cert.path ? conf->tls_cert.line : conf->tls_key.line;
+		conf_error(p, "%s go together: give both",
+		    conf->tls_cert.path ? "tls_cert and tls_key" : "tls_key and tls_cert");
+		return -1;
+	}
+	for (size_t i = 0; i < conf->nlisten; i++) {
+		if (conf->listen[i].tls && !conf->tls_cert.path) {
+			p->line = conf->listen[i].line;
+			conf_error(p, "listen %s tls: needs tls_cert and tls_key", conf->listen[i].text);
+			return -1;
+		}
+	}
+	if (has_auth && conf->auth_require_tls && !conf->tls_cert.path) {
+		p->line = conf->auth_sasldb.path ? conf->auth_sasldb.line : conf->auth_saslauthd.line;
+		conf_error(p, "AUTH needs TLS (auth_require_tls yes) but there is no tls_cert");
+		return -1;
+	}
+	return 0;
 }
 
 /* At end of file: the defaults that are not constants, and checks across keywords. */
@@ -437,6 +516,11 @@ static int conf_close_top(struct conf_parser *p, void *base)
 		if (conf_add_listen(p, conf, 0, 1, argv) < 0)
 			return -1;
 	}
+	if (!conf->auth_mechanisms && conf_store_string(p, &conf->auth_mechanisms,
+	    "PLAIN LOGIN") < 0)
+		return -1;
+	if (conf_check_tls_auth(p, conf) < 0)
+		return -1;
 	if (conf->queue_max_size < conf->queue_map_size) {
 		char max[32], map[32];
 		int line = conf_seen(p, "queue_max_size");

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth/auth.h"
 #include "conf/conf.h"
 #include "queue/queue.h"
 #include "relayd/log.h"
@@ -163,6 +164,11 @@ int main(int argc, char **argv)
 	struct config *conf = conf_load(path, err, sizeof err);
 	if (!conf) {
 		fprintf(stderr, "relayd: %s\n", err);
+		return 1;
+	}
+	if (auth_check_config(conf, err, sizeof err) < 0) {
+		fprintf(stderr, "relayd: %s\n", err);
+		conf_free(conf);
 		return 1;
 	}
 	if (check_only) {

@@ -8,9 +8,10 @@ import re
 import resource
 import signal
 import socket
+import subprocess
 import time
 
-from harness import Client, Relayd, running, run, test, wait_for
+from harness import RELAYD, Client, Relayd, running, run, test, wait_for
 
 MSG = "Subject: hello\r\nFrom: a@example.com\r\nTo: b@example.org\r\n\r\nbody line\r\n"
 
@@ -129,13 +130,15 @@ def test_relay_denied_outside_allow():
 
 
 @test
-def test_no_allow_means_no_relay():
-    with running(allow=None) as r:
-        c = Client(r.port)
-        c.hello()
-        c.cmd("MAIL FROM:<a@example.com>", 250)
-        c.cmd("RCPT TO:<victim@example.org>", 554, "5.7.1")
-        c.cmd("QUIT", 221)
+def test_config_where_nobody_may_relay_is_refused():
+    r = Relayd(allow=None)
+    try:
+        for args in (["-n"], ["-d"]):
+            out = subprocess.run([RELAYD] + args + ["-c", r.conf], capture_output=True, timeout=30)
+            assert out.returncode == 1, out
+            assert b"nobody may relay" in out.stderr, out.stderr
+    finally:
+        r.cleanup()
 
 
 @test

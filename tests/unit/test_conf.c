@@ -401,7 +401,16 @@ static void test_errors(void)
 		/* argument counts */
 		{ "hostname\n", "t:1: hostname takes 1 argument, not 0" },
 		{ "hostname a b\n", "t:1: hostname takes 1 argument, not 2" },
-		{ "listen 127.0.0.1:25 127.0.0.1:26\n", "t:1: listen takes 1 argument, not 2" },
+		{ "listen 127.0.0.1:25 127.0.0.1:26\n",
+		  "t:1: listen: unknown option \"127.0.0.1:26\" (only \"tls\")" },
+		{ "listen 127.0.0.1:465 tls\n", "t:1: listen 127.0.0.1:465 tls: needs tls_cert and tls_key" },
+		{ "allow ::1\ntls_cert /c.pem\n", "t:2: tls_cert and tls_key go together: give both" },
+		{ "tls_key /k.pem\n", "t:1: tls_key and tls_cert go together: give both" },
+		{ "allow ::1\nauth_sasldb /etc/sasldb2\n",
+		  "t:2: AUTH needs TLS (auth_require_tls yes) but there is no tls_cert" },
+		{ "auth_mechanisms PLAIN LOG/IN\n", "t:1: auth_mechanisms: bad mechanism name \"LOG/IN\"" },
+		{ "tls_cert cert.pem\n", "t:1: tls_cert: \"cert.pem\" is not an absolute path" },
+		{ "listen 127.0.0.1:25 tls tls\n", "t:1: listen takes at most 2 arguments, not 3" },
 		{ "allow\n", "t:1: allow needs at least 1 argument" },
 		{ "upstream {\n", "t:1: upstream takes 1 argument, not 0" },
 		{ "upstream a b {\n", "t:1: upstream takes 1 argument, not 2" },
@@ -593,7 +602,7 @@ static void test_sample_uncommented(void)
 	CHECK(c != NULL);
 	if (c) {
 		CHECK_STR(c->hostname, "relay.example.com");
-		CHECK(c->nlisten == 2);
+		CHECK(c->nlisten == 3);
 		CHECK(c->nallow == 5);
 		CHECK(c->nupstreams == 1);
 		CHECK_STR(c->user, "relayd");
