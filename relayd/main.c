@@ -23,6 +23,7 @@
 #include "queue/queue.h"
 #include "relayd/log.h"
 #include "relayd/server.h"
+#include "relayd/tls.h"
 
 #define DEFAULT_CONFIG "/etc/relayd/relayd.conf"
 #define SPOOL_MEMORY   (256 * 1024)	/* body bytes held in memory before a spool file */
@@ -171,8 +172,16 @@ int main(int argc, char **argv)
 		conf_free(conf);
 		return 1;
 	}
+	/* Certificates and key are read now, as root, before privileges go. */
+	SSL_CTX *tls_ctx = tls_server_ctx_new(conf, err, sizeof err);
+	if (!tls_ctx && err[0]) {
+		fprintf(stderr, "relayd: %s\n", err);
+		conf_free(conf);
+		return 1;
+	}
 	if (check_only) {
 		printf("%s: configuration ok\n", path);
+		SSL_CTX_free(tls_ctx);
 		conf_free(conf);
 		return 0;
 	}
@@ -198,6 +207,7 @@ int main(int argc, char **argv)
 	struct server srv;
 	if (server_bind(&srv, conf, base, err, sizeof err) < 0)
 		fatal("%s", err);
+	srv.tls_ctx = tls_ctx;
 	if (!foreground)
 		daemonize(base);
 	if (conf->user)
@@ -216,6 +226,7 @@ int main(int argc, char **argv)
 
 	int rc = server_run(&srv, queue);
 	server_free(&srv);
+	SSL_CTX_free(tls_ctx);
 	struct queue_stats st;
 	queue_get_stats(queue, &st);
 	log_info("queue: %llu messages committed in %llu transactions, %llu refused",

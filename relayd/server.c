@@ -22,17 +22,18 @@
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
 {
+	struct server_listener *sl = arg;
 	(void)l;
-	smtp_server_accept(arg, fd, sa, (socklen_t)salen);
+	smtp_server_accept(sl->srv, fd, sa, (socklen_t)salen, sl->implicit_tls);
 }
 
 static void listeners_enable(struct server *srv, int on)
 {
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		if (on)
-			evconnlistener_enable(srv->listeners[i]);
+			evconnlistener_enable(srv->listeners[i].evl);
 		else
-			evconnlistener_disable(srv->listeners[i]);
+			evconnlistener_disable(srv->listeners[i].evl);
 }
 
 static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -48,7 +49,7 @@ static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
  */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
-	struct server *srv = arg;
+	struct server *srv = ((struct server_listener *)arg)->srv;
 	int err = EVUTIL_SOCKET_ERROR();
 	struct timeval pause = { ACCEPT_PAUSE, 0 };
 	(void)l;
@@ -97,7 +98,10 @@ int server_bind(struct server *srv, const struct config *conf, struct event_base
 		evutil_socket_t fd = bind_one(&conf->listen[i], err, errlen);
 		if (fd < 0)
 			return -1;
-		struct evconnlistener *l = evconnlistener_new(base, accept_cb, srv,
+		struct server_listener *sl = &srv->listeners[i];
+		sl->srv = srv;
+		sl->implicit_tls = conf->listen[i].tls;
+		struct evconnlistener *l = evconnlistener_new(base, accept_cb, sl,
 		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 		if (!l) {
 			close(fd);
@@ -107,7 +111,8 @@ int server_bind(struct server *srv, const struct config *conf, struct event_base
 		}
 		evconnlistener_set_error_cb(l, accept_error_cb);
 		evconnlistener_disable(l);	/* until the queue is open */
-		srv->listeners[srv->nlisteners++] = l;
+		sl->evl = l;
+		srv->nlisteners++;
 	}
 	return 0;
 }
@@ -115,7 +120,7 @@ int server_bind(struct server *srv, const struct config *conf, struct event_base
 static void stop_listening(struct server *srv)
 {
 	for (size_t i = 0; i < srv->nlisteners; i++)
-		evconnlistener_free(srv->listeners[i]);
+		evconnlistener_free(srv->listeners[i].evl);
 	srv->nlisteners = 0;
 	if (srv->accept_pause)
 		evtimer_del(srv->accept_pause);
@@ -175,7 +180,8 @@ int server_run(struct server *srv, struct queue *queue)
 	signal(SIGPIPE, SIG_IGN);
 	listeners_enable(srv, 1);
 	for (size_t i = 0; i < srv->conf->nlisten; i++)
-		log_info("listening on %s", srv->conf->listen[i].text);
+		log_info("listening on %s%s", srv->conf->listen[i].text,
+		    srv->conf->listen[i].tls ? " (TLS)" : srv->tls_ctx ? " (STARTTLS)" : "");
 	return event_base_dispatch(srv->base);
 }
 

@@ -13,13 +13,24 @@
 #include "queue/queue.h"
 
 struct smtp_session;
+struct auth_server;
+struct ssl_ctx_st;
+
+/* One listening socket; implicit_tls for `listen ADDR:PORT tls`. */
+struct server_listener {
+	struct server *srv;
+	struct evconnlistener *evl;
+	int implicit_tls;
+};
 
 struct server {
 	const struct config *conf;
 	struct event_base *base;
 	struct queue *queue;
-	struct evconnlistener **listeners;
+	struct server_listener *listeners;
 	size_t nlisteners;
+	struct ssl_ctx_st *tls_ctx;	/* SSL_CTX; NULL without tls_cert */
+	struct auth_server *auth;	/* NULL without an AUTH backend */
 	struct smtp_session *sessions;	/* doubly linked through session->next/prev */
 	unsigned nsessions;
 	int stopping;

@@ -43,17 +43,20 @@ static int cmd_ehlo_common(struct smtp_session *s, const char *args, int esmtp)
 static void cmd_ehlo(struct smtp_session *s, const char *args)
 {
 	const struct config *conf = s->srv->conf;
+	struct evbuffer *out = bufferevent_get_output(s->bev);
 	if (cmd_ehlo_common(s, args, 1) < 0)
 		return;
-	evbuffer_add_printf(bufferevent_get_output(s->bev),
+	evbuffer_add_printf(out,
 	    "250-%s\r\n"
 	    "250-PIPELINING\r\n"
 	    "250-SIZE %llu\r\n"
 	    "250-8BITMIME\r\n"
 	    "250-ENHANCEDSTATUSCODES\r\n"
-	    "250-DSN\r\n"
-	    "250 SMTPUTF8\r\n",
+	    "250-DSN\r\n",
 	    conf->hostname, (unsigned long long)conf->max_message_size);
+	if (s->srv->tls_ctx && !s->tls)
+		evbuffer_add_printf(out, "250-STARTTLS\r\n");
+	evbuffer_add_printf(out, "250 SMTPUTF8\r\n");
 }
 
 static void cmd_helo(struct smtp_session *s, const char *args)
@@ -196,6 +199,21 @@ static void cmd_vrfy(struct smtp_session *s, const char *args)
 		smtp_reply(s, REPLY_VRFY);
 }
 
+static void cmd_starttls(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	if (!s->srv->tls_ctx) {
+		smtp_reply_error(s, REPLY_NOT_IMPLEMENTED);
+		return;
+	}
+	if (s->tls) {
+		smtp_reply_error(s, REPLY_TLS_ACTIVE);
+		return;
+	}
+	smtp_reply(s, REPLY_TLS_GO);
+	smtp_session_starttls(s);
+}
+
 static void cmd_help(struct smtp_session *s, const char *args)
 {
 	(void)args;
@@ -218,6 +236,7 @@ static const struct smtp_command commands[] = {
 	{ "NOOP", cmd_noop, SESSION_STATES, 0, SMTP_CMD_LINE_MAX },
 	{ "QUIT", cmd_quit, SESSION_STATES, CMD_NO_ARGS, SMTP_CMD_LINE_MAX },
 	{ "VRFY", cmd_vrfy, SESSION_STATES, CMD_UTF8_ARGS, SMTP_CMD_LINE_MAX },
+	{ "STARTTLS", cmd_starttls, IN(SMTP_HELO) | IN(SMTP_IDLE), CMD_NO_ARGS, SMTP_CMD_LINE_MAX },
 	{ "HELP", cmd_help, SESSION_STATES, 0, SMTP_CMD_LINE_MAX },
 	{ "EXPN", cmd_not_implemented, SESSION_STATES, 0, SMTP_CMD_LINE_MAX },
 	{ "TURN", cmd_not_implemented, SESSION_STATES, 0, SMTP_CMD_LINE_MAX },

@@ -33,14 +33,21 @@ static int write_received(struct smtp_session *s)
 	forclause[0] = '\0';
 	if (env->nrcpts == 1 && strlen(env->rcpts[0].addr) < 900)
 		snprintf(forclause, sizeof forclause, "\r\n\tfor <%s>", env->rcpts[0].addr);
+	/* RFC 3848 / RFC 6531 protocol names: S for TLS, A for AUTH. */
+	char with[16];
+	snprintf(with, sizeof with, "%s%s%s",
+	    env->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
+	    s->tls && (s->esmtp || env->smtputf8) ? "S" : "",
+	    env->auth_user && (s->esmtp || env->smtputf8) ? "A" : "");
+	char using[sizeof s->tls_info + 16] = "";
+	if (s->tls)
+		snprintf(using, sizeof using, "\r\n\t(using %s)", s->tls_info);
 	int n = snprintf(header, sizeof header,
-	    "Received: from %s ([%s%s])\r\n"
+	    "Received: from %s ([%s%s])%s\r\n"
 	    "\tby %s (relayd) with %s id %s%s;\r\n"
 	    "\t%s\r\n",
-	    s->helo, strchr(s->client_addr, ':') ? "IPv6:" : "", s->client_addr,
-	    s->srv->conf->hostname,
-	    env->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
-	    env->id, forclause, date);
+	    s->helo, strchr(s->client_addr, ':') ? "IPv6:" : "", s->client_addr, using,
+	    s->srv->conf->hostname, with, env->id, forclause, date);
 	if (n < 0 || (size_t)n >= sizeof header)
 		return -1;
 	return queue_spool_write(s->spool, header, (size_t)n);

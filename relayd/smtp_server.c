@@ -9,6 +9,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,7 @@
 #include "auth/auth.h"
 #include "relayd/log.h"
 #include "relayd/smtp_session.h"
+#include "relayd/tls.h"
 
 static const char *const state_names[] = {
 	"HELO", "IDLE", "MAIL", "RCPT", "DATA", "COMMIT", "CLOSING",
@@ -25,6 +29,7 @@ static const char *const state_names[] = {
 
 static void session_free(struct smtp_session *s);
 static void session_process(struct smtp_session *s);
+static void starttls_switch(struct smtp_session *s);
 
 void smtp_session_enter(struct smtp_session *s, enum smtp_state state)
 {
@@ -216,7 +221,7 @@ static void session_process(struct smtp_session *s)
 	int progressed_cmd = 0;
 
 	for (;;) {
-		if (s->state == SMTP_COMMIT || s->state == SMTP_CLOSING)
+		if (s->state == SMTP_COMMIT || s->state == SMTP_CLOSING || s->starttls_pending)
 			return;
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > SMTP_OUTPUT_MAX) {
 			/* The client pipelines without reading our replies: wait for it. */
@@ -281,6 +286,11 @@ static void write_cb(struct bufferevent *bev, void *arg)
 			session_free(s);
 		return;
 	}
+	if (s->starttls_pending) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			starttls_switch(s);
+		return;
+	}
 	if (s->paused_for_output) {
 		s->paused_for_output = 0;
 		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
@@ -288,10 +298,39 @@ static void write_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
+static void tls_established(struct smtp_session *s)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+	s->tls_handshaking = 0;
+	s->tls = 1;
+	tls_describe(ssl, s->tls_info, sizeof s->tls_info);
+	log_info("TLS from [%s]:%u: %s", s->client_addr, s->client_port, s->tls_info);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_session *s = arg;
 	(void)bev;
+	if (what & BEV_EVENT_CONNECTED) {
+		tls_established(s);
+		return;
+	}
+	if ((what & BEV_EVENT_ERROR) && s->tls_handshaking) {
+		char why[512] = "";
+		unsigned long e;
+		size_t n = 0;
+		while ((e = bufferevent_get_openssl_error(s->bev)) != 0 && n < sizeof why - 2) {
+			if (n)
+				why[n++] = ';', why[n++] = ' ';
+			ERR_error_string_n(e, why + n, sizeof why - n);
+			n = strlen(why);
+		}
+		log_info("TLS handshake failed from [%s]:%u: %s", s->client_addr, s->client_port,
+		    n ? why : "connection closed");
+		smtp_session_enter(s, SMTP_CLOSING);
+		session_free(s);
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		log_info("timeout (idle) from [%s]:%u", s->client_addr, s->client_port);
 		if (what & BEV_EVENT_READING) {
@@ -341,8 +380,67 @@ static void format_addr(const struct sockaddr *sa, char *out, size_t outlen, uns
 	}
 }
 
+/* Callbacks and timeouts on the session's (new) bufferevent. */
+static void session_watch(struct smtp_session *s)
+{
+	struct timeval idle = { .tv_sec = s->srv->conf->timeout_idle, .tv_usec = 0 };
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	bufferevent_set_timeouts(s->bev, &idle, &idle);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (s->tls_handshaking)	/* a client that just closes is not an attack */
+		bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+}
+
+/*
+ * After "220 Ready to start TLS" is queued: drop pipelined plaintext and stop
+ * reading; write_cb switches to TLS once the 220 has left, so the handshake
+ * runs on the bare socket and no plaintext byte can be taken as sent inside TLS.
+ */
+void smtp_session_starttls(struct smtp_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t plain = evbuffer_get_length(in);
+
+	/* CVE-2011-0411: nothing sent before the handshake may count as sent after it. */
+	if (plain > 0) {
+		log_info("discarded %zu octets pipelined after STARTTLS by [%s]:%u", plain,
+		    s->client_addr, s->client_port);
+		evbuffer_drain(in, plain);
+	}
+	s->starttls_pending = 1;
+	bufferevent_disable(s->bev, EV_READ);
+	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+}
+
+/* The 220 is out: the same socket, now under a TLS bufferevent. */
+static void starttls_switch(struct smtp_session *s)
+{
+	evutil_socket_t fd = bufferevent_getfd(s->bev);
+	SSL *ssl = SSL_new(s->srv->tls_ctx);
+	struct bufferevent *tls = ssl ? bufferevent_openssl_socket_new(s->srv->base, fd, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
+
+	s->starttls_pending = 0;
+	if (!tls) {
+		if (ssl)
+			SSL_free(ssl);
+		smtp_reply(s, REPLY_TLS_FAILED);
+		return;
+	}
+	bufferevent_setfd(s->bev, -1);	/* the old one must not close the socket */
+	bufferevent_free(s->bev);
+	s->bev = tls;
+	s->tls_handshaking = 1;
+	session_watch(s);
+	/* RFC 3207 §4.2: everything learned before TLS is forgotten; EHLO again. */
+	smtp_session_reset(s);
+	s->helo[0] = '\0';
+	s->esmtp = 0;
+	smtp_session_enter(s, SMTP_HELO);
+}
+
 void smtp_server_accept(struct server *srv, evutil_socket_t fd,
-    const struct sockaddr *addr, socklen_t addrlen)
+    const struct sockaddr *addr, socklen_t addrlen, int implicit_tls)
 {
 	const struct config *conf = srv->conf;
 	char text[INET6_ADDRSTRLEN];
@@ -370,7 +468,16 @@ void smtp_server_accept(struct server *srv, evutil_socket_t fd,
 	memcpy(s->client_addr, text, sizeof text);
 	s->client_port = port;
 	s->relay_ok = auth_network_allowed(conf, addr);
-	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (implicit_tls) {
+		SSL *ssl = SSL_new(srv->tls_ctx);
+		s->bev = ssl ? bufferevent_openssl_socket_new(srv->base, fd, ssl,
+		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
+		if (ssl && !s->bev)
+			SSL_free(ssl);
+		s->tls_handshaking = 1;
+	} else {
+		s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	}
 	s->deadline = evtimer_new(srv->base, deadline_cb, s);
 	if (!s->bev || !s->deadline) {
 		if (s->bev)
@@ -388,10 +495,7 @@ void smtp_server_accept(struct server *srv, evutil_socket_t fd,
 	srv->sessions = s;
 	srv->nsessions++;
 
-	struct timeval idle = { .tv_sec = conf->timeout_idle, .tv_usec = 0 };
-	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
-	bufferevent_set_timeouts(s->bev, &idle, &idle);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	session_watch(s);
 	smtp_session_enter(s, SMTP_HELO);
 	log_info("connect from [%s]:%u%s", text, port, s->relay_ok ? " (allowed network)" : "");
 	evbuffer_add_printf(bufferevent_get_output(s->bev), "220 %s ESMTP relayd\r\n",

@@ -13,7 +13,7 @@ struct server;
 
 /* Take over an accepted connection: greet the client and serve it. */
 void smtp_server_accept(struct server *srv, evutil_socket_t fd,
-    const struct sockaddr *addr, socklen_t addrlen);
+    const struct sockaddr *addr, socklen_t addrlen, int implicit_tls);
 /*
  * Graceful stop: end sessions with 421 (after their commit, when one is in
  * flight).  With now set (a second TERM/INT), drop them without waiting for

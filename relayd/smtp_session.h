@@ -58,6 +58,10 @@ struct smtp_session {
 	char helo[256];			/* escaped for logs and headers */
 	int esmtp;
 	int relay_ok;			/* client is inside `allow` */
+	int tls;			/* the handshake is done */
+	int starttls_pending;		/* 220 queued: switch to TLS once it is sent */
+	int tls_handshaking;		/* STARTTLS said, or an implicit-TLS listener */
+	char tls_info[160];		/* "TLSv1.3 with cipher …", for Received: */
 
 	unsigned errors;		/* protocol errors so far (max_errors) */
 	unsigned commands;
@@ -112,6 +116,9 @@ struct smtp_session {
 #define REPLY_TOO_MANY_CLIENTS	421, "4.7.0", "Error: too many connections, try again later"
 #define REPLY_BARE_LF		521, "5.5.2", "Error: bare <LF> received"
 #define REPLY_BARE_CR		521, "5.5.2", "Error: bare <CR> received"
+#define REPLY_TLS_ACTIVE		503, "5.5.1", "Error: TLS already active"
+#define REPLY_TLS_GO		220, "2.0.0", "Ready to start TLS"
+#define REPLY_TLS_FAILED		421, "4.7.0", "Error: cannot start TLS"
 #define REPLY_HTTP			521, "5.5.1", "Error: this is an SMTP server, not HTTP"
 
 /*
@@ -132,6 +139,8 @@ void smtp_session_close(struct smtp_session *s);
 void smtp_session_reset(struct smtp_session *s);
 /* Resume reading after a pause (commit done, output drained). */
 void smtp_session_resume(struct smtp_session *s);
+/* After "220 Ready to start TLS": drop pipelined plaintext, start the handshake. */
+void smtp_session_starttls(struct smtp_session *s);
 
 /* smtp_commands.c: run one complete command line (CRLF already removed). */
 void smtp_command(struct smtp_session *s, char *line, size_t len);

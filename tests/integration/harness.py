@@ -116,7 +116,8 @@ class Relayd:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not os.environ.get("KEEP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def relayctl(self, *args):
         r = subprocess.run([RELAYCTL, "-c", self.conf] + list(args),
@@ -252,3 +253,54 @@ class running:
         finally:
             self.r.cleanup()
         return False
+
+
+_certs = None
+
+
+def certs():
+    """A test CA and a server certificate for relay.test, localhost and 127.0.0.1,
+    made once per test program with openssl; returns a dict of file paths."""
+    global _certs
+    if _certs:
+        return _certs
+    import atexit
+    d = tempfile.mkdtemp(prefix="relayd-certs-")
+    atexit.register(shutil.rmtree, d, True)
+    p = {k: os.path.join(d, k + ".pem") for k in ("ca", "ca_key", "cert", "key", "other_key")}
+    def ssl(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=60)
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", p["ca_key"], "-out", p["ca"],
+        "-days", "2", "-subj", "/CN=relayd test CA")
+    csr = os.path.join(d, "server.csr")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", p["key"], "-out", csr,
+        "-subj", "/CN=relay.test")
+    ext = os.path.join(d, "ext.cnf")
+    with open(ext, "w") as f:
+        f.write("subjectAltName = DNS:relay.test, DNS:localhost, DNS:upstream.test, IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", csr, "-CA", p["ca"], "-CAkey", p["ca_key"], "-CAcreateserial",
+        "-out", p["cert"], "-days", "2", "-extfile", ext)
+    ssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", p["other_key"])
+    for k in ("key", "other_key", "ca_key"):
+        os.chmod(p[k], 0o600)
+    _certs = p
+    return p
+
+
+def tls_conf():
+    c = certs()
+    return "tls_cert %s\ntls_key %s\n" % (c["cert"], c["key"])
+
+
+def client_tls_context():
+    import ssl
+    ctx = ssl.create_default_context(cafile=certs()["ca"])
+    return ctx
+
+
+def starttls(c, hostname="relay.test"):
+    """STARTTLS on a raw Client: 220, then the handshake; the client talks TLS after."""
+    c.cmd("STARTTLS", 220, "2.0.0")
+    assert c.buf == b"", c.buf
+    c.sock = client_tls_context().wrap_socket(c.sock, server_hostname=hostname)
+    return c
