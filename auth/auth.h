@@ -7,6 +7,7 @@
 #define RELAYD_AUTH_H
 
 #include <sys/socket.h>
+#include <time.h>
 
 #include "conf/conf.h"
 
@@ -22,6 +23,18 @@ int auth_network_allowed(const struct config *conf, const struct sockaddr *clien
 
 /* 1 when addr (AF_INET/AF_INET6; IPv4-mapped IPv6 counts as IPv4) is inside net. */
 int auth_cidr_match(const struct conf_cidr *net, const struct sockaddr *addr);
+
+/*
+ * Failed logins per client address: each failure answer waits a random
+ * 0.1-1 s, plus a second for every earlier failure from the same address in
+ * the last 15 minutes (at most 10 s more).
+ */
+struct auth_penalty;
+struct auth_penalty *auth_penalty_new(void);
+void auth_penalty_free(struct auth_penalty *p);
+unsigned auth_penalty_delay_ms(struct auth_penalty *p, const char *addr, time_t now);
+void auth_penalty_failed(struct auth_penalty *p, const char *addr, time_t now);
+unsigned auth_penalty_failures(struct auth_penalty *p, const char *addr, time_t now);
 
 /*
  * SMTP AUTH (RFC 4954) through the Cyrus SASL server library.  One

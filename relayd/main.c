@@ -179,8 +179,16 @@ int main(int argc, char **argv)
 		conf_free(conf);
 		return 1;
 	}
+	struct auth_server *auth = auth_server_new(conf, err, sizeof err);
+	if (!auth && err[0]) {
+		fprintf(stderr, "relayd: %s\n", err);
+		SSL_CTX_free(tls_ctx);
+		conf_free(conf);
+		return 1;
+	}
 	if (check_only) {
 		printf("%s: configuration ok\n", path);
+		auth_server_free(auth);
 		SSL_CTX_free(tls_ctx);
 		conf_free(conf);
 		return 0;
@@ -208,10 +216,17 @@ int main(int argc, char **argv)
 	if (server_bind(&srv, conf, base, err, sizeof err) < 0)
 		fatal("%s", err);
 	srv.tls_ctx = tls_ctx;
+	srv.auth = auth;
+	if (!(srv.auth_penalty = auth_penalty_new()))
+		fatal("out of memory");
 	if (!foreground)
 		daemonize(base);
 	if (conf->user)
 		drop_privileges(conf->user, queue_dir);
+	/* Cyrus opens the sasldb at each login, as the user we are now. */
+	if (conf->auth_sasldb.path && access(conf->auth_sasldb.path, R_OK) < 0)
+		fatal("%s:%d: auth_sasldb %s: %s (relayd's user must be able to read it)",
+		    conf->path, conf->auth_sasldb.line, conf->auth_sasldb.path, strerror(errno));
 
 	struct queue_options qopt = {
 		.dir = queue_dir,
@@ -227,6 +242,8 @@ int main(int argc, char **argv)
 	int rc = server_run(&srv, queue);
 	server_free(&srv);
 	SSL_CTX_free(tls_ctx);
+	auth_server_free(auth);
+	auth_penalty_free(srv.auth_penalty);
 	struct queue_stats st;
 	queue_get_stats(queue, &st);
 	log_info("queue: %llu messages committed in %llu transactions, %llu refused",

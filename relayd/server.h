@@ -14,6 +14,7 @@
 
 struct smtp_session;
 struct auth_server;
+struct auth_penalty;
 struct ssl_ctx_st;
 
 /* One listening socket; implicit_tls for `listen ADDR:PORT tls`. */
@@ -31,6 +32,7 @@ struct server {
 	size_t nlisteners;
 	struct ssl_ctx_st *tls_ctx;	/* SSL_CTX; NULL without tls_cert */
 	struct auth_server *auth;	/* NULL without an AUTH backend */
+	struct auth_penalty *auth_penalty;	/* failed logins per address */
 	struct smtp_session *sessions;	/* doubly linked through session->next/prev */
 	unsigned nsessions;
 	int stopping;

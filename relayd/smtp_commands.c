@@ -56,6 +56,9 @@ static void cmd_ehlo(struct smtp_session *s, const char *args)
 	    conf->hostname, (unsigned long long)conf->max_message_size);
 	if (s->srv->tls_ctx && !s->tls)
 		evbuffer_add_printf(out, "250-STARTTLS\r\n");
+	const char *mechs = smtp_auth_offer(s);
+	if (mechs)
+		evbuffer_add_printf(out, "250-AUTH %s\r\n", mechs);
 	evbuffer_add_printf(out, "250 SMTPUTF8\r\n");
 }
 
@@ -112,7 +115,8 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 	struct queue_envelope *env = queue_envelope_new();
 	if (!env || !(env->sender = strdup(m.addr)) ||
 	    (m.envid[0] && !(env->envid = strdup(m.envid))) ||
-	    !(env->client_addr = strdup(s->client_addr)) || !(env->helo = strdup(s->helo))) {
+	    !(env->client_addr = strdup(s->client_addr)) || !(env->helo = strdup(s->helo)) ||
+	    (s->auth_user && !(env->auth_user = strdup(s->auth_user)))) {
 		queue_envelope_free(env);
 		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
 		return;
@@ -133,11 +137,18 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 
 	if (parse_failed(s, smtp_parse_rcpt(args, s->env->smtputf8, &r), 0, r.bad_param))
 		return;
-	if (!s->relay_ok) {
+	if (!smtp_auth_may_relay(s)) {
 		char esc[SMTP_ADDR_MAX * 4 + 1];
-		log_info("reject: RCPT from [%s]:%u: 554 5.7.1 <%s>: Relay access denied",
-		    s->client_addr, s->client_port, log_escape(esc, sizeof esc, r.addr, strlen(r.addr)));
-		smtp_reply_error(s, 554, "5.7.1", "<%s>: Relay access denied", r.addr);
+		log_escape(esc, sizeof esc, r.addr, strlen(r.addr));
+		if (s->srv->auth) {	/* it could log in: say so (RFC 4954 §6) */
+			log_info("reject: RCPT from [%s]:%u: 530 5.7.0 <%s>: Authentication required",
+			    s->client_addr, s->client_port, esc);
+			smtp_reply_error(s, REPLY_AUTH_REQUIRED);
+		} else {
+			log_info("reject: RCPT from [%s]:%u: 554 5.7.1 <%s>: Relay access denied",
+			    s->client_addr, s->client_port, esc);
+			smtp_reply_error(s, 554, "5.7.1", "<%s>: Relay access denied", r.addr);
+		}
 		return;
 	}
 	if (r.postmaster) {
@@ -236,6 +247,7 @@ static const struct smtp_command commands[] = {
 	{ "NOOP", cmd_noop, SESSION_STATES, 0, SMTP_CMD_LINE_MAX },
 	{ "QUIT", cmd_quit, SESSION_STATES, CMD_NO_ARGS, SMTP_CMD_LINE_MAX },
 	{ "VRFY", cmd_vrfy, SESSION_STATES, CMD_UTF8_ARGS, SMTP_CMD_LINE_MAX },
+	{ "AUTH", smtp_auth_command, IN(SMTP_IDLE), 0, SMTP_LINE_HARD_MAX },
 	{ "STARTTLS", cmd_starttls, IN(SMTP_HELO) | IN(SMTP_IDLE), CMD_NO_ARGS, SMTP_CMD_LINE_MAX },
 	{ "HELP", cmd_help, SESSION_STATES, 0, SMTP_CMD_LINE_MAX },
 	{ "EXPN", cmd_not_implemented, SESSION_STATES, 0, SMTP_CMD_LINE_MAX },

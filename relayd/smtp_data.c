@@ -133,8 +133,14 @@ static void data_end(struct smtp_session *s)
 	char from[SMTP_TEXT_LINE_MAX];
 	char line[2 * SMTP_TEXT_LINE_MAX];
 	log_escape(from, sizeof from, env->sender, strlen(env->sender));
-	snprintf(line, sizeof line, "%s: client=[%s]:%u, helo=<%s>, from=<%s>, size=%llu, nrcpt=%zu",
-	    env->id, s->client_addr, s->client_port, s->helo, from,
+	char user[300] = "";
+	if (env->auth_user) {
+		char esc[256];
+		snprintf(user, sizeof user, ", sasl_username=%s",
+		    log_escape(esc, sizeof esc, env->auth_user, strlen(env->auth_user)));
+	}
+	snprintf(line, sizeof line, "%s: client=[%s]:%u%s, helo=<%s>, from=<%s>, size=%llu, nrcpt=%zu",
+	    env->id, s->client_addr, s->client_port, user, s->helo, from,
 	    (unsigned long long)queue_spool_size(s->spool), env->nrcpts);
 	s->accept_line = strdup(line);
 	memcpy(s->commit_id, env->id, sizeof s->commit_id);

@@ -295,7 +295,7 @@ enum smtp_parse_status smtp_parse_mail(const char *args, struct smtp_mail_args *
 	const char *v;
 	size_t n;
 	int r;
-	int seen_envid = 0;
+	int seen_envid = 0, seen_auth = 0;
 	while ((r = next_param(&s, key, sizeof key, &v, &n)) == 0) {
 		note_param(out->bad_param, sizeof out->bad_param, key);
 		if (strcmp(key, "SIZE") == 0) {
@@ -334,6 +334,11 @@ enum smtp_parse_status smtp_parse_mail(const char *args, struct smtp_mail_args *
 			memcpy(out->envid, v, n);
 			out->envid[n] = '\0';
 			seen_envid = 1;
+		} else if (strcmp(key, "AUTH") == 0) {
+			/* RFC 4954 §5: who submitted it first; checked, then not trusted. */
+			if (seen_auth++ || !v || n > 500 ||
+			    !(value_is(v, n, "<>") || xtext_valid(v, n, 1)))
+				return SMTP_PARSE_BAD_PARAM;
 		} else {
 			return SMTP_PARSE_UNKNOWN_PARAM;
 		}

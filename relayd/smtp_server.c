@@ -122,6 +122,7 @@ static void session_free(struct smtp_session *s)
 	queue_envelope_free(s->env);
 	queue_spool_free(s->spool);
 	free(s->accept_line);
+	smtp_auth_free(s);
 	event_free(s->deadline);
 	bufferevent_free(s->bev);
 	free(s);
@@ -147,6 +148,17 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	smtp_reply(s, REPLY_TIMEOUT);
 }
 
+/* An overlong line; in the middle of an AUTH exchange, it also ends the exchange. */
+static void line_too_long(struct smtp_session *s)
+{
+	if (s->auth_exchange) {
+		s->auth_exchange = 0;
+		auth_session_free(s->auth);
+		s->auth = NULL;
+	}
+	smtp_reply_error(s, REPLY_LINE_TOO_LONG);
+}
+
 /*
  * Drop the rest of an overlong command line.  Returns 1 when its end was
  * found (and answered), 0 when more input is needed.
@@ -160,7 +172,7 @@ static int discard_line(struct smtp_session *s, struct evbuffer *in)
 	}
 	evbuffer_drain(in, (size_t)lf.pos + 1);
 	s->discarding = 0;
-	smtp_reply_error(s, REPLY_LINE_TOO_LONG);
+	line_too_long(s);
 	return 1;
 }
 
@@ -190,7 +202,7 @@ static int command_input(struct smtp_session *s)
 	size_t len = (size_t)lf.pos + 1;
 	if (len > SMTP_LINE_HARD_MAX) {
 		evbuffer_drain(in, len);
-		smtp_reply_error(s, REPLY_LINE_TOO_LONG);
+		line_too_long(s);
 		return 1;
 	}
 	evbuffer_remove(in, line, len);
@@ -211,7 +223,10 @@ static int command_input(struct smtp_session *s)
 		smtp_reply_error(s, REPLY_NUL);
 		return 1;
 	}
-	smtp_command(s, line, len);
+	if (s->auth_exchange)
+		smtp_auth_response(s, line);
+	else
+		smtp_command(s, line, len);
 	return 1;
 }
 
@@ -221,7 +236,8 @@ static void session_process(struct smtp_session *s)
 	int progressed_cmd = 0;
 
 	for (;;) {
-		if (s->state == SMTP_COMMIT || s->state == SMTP_CLOSING || s->starttls_pending)
+		if (s->state == SMTP_COMMIT || s->state == SMTP_CLOSING || s->starttls_pending ||
+		    s->auth_waiting)
 			return;
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > SMTP_OUTPUT_MAX) {
 			/* The client pipelines without reading our replies: wait for it. */
@@ -303,6 +319,7 @@ static void tls_established(struct smtp_session *s)
 	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
 	s->tls_handshaking = 0;
 	s->tls = 1;
+	s->tls_bits = tls_strength(ssl);
 	tls_describe(ssl, s->tls_info, sizeof s->tls_info);
 	log_info("TLS from [%s]:%u: %s", s->client_addr, s->client_port, s->tls_info);
 }
@@ -434,6 +451,7 @@ static void starttls_switch(struct smtp_session *s)
 	session_watch(s);
 	/* RFC 3207 §4.2: everything learned before TLS is forgotten; EHLO again. */
 	smtp_session_reset(s);
+	smtp_auth_reset(s);
 	s->helo[0] = '\0';
 	s->esmtp = 0;
 	smtp_session_enter(s, SMTP_HELO);

@@ -62,6 +62,18 @@ struct smtp_session {
 	int starttls_pending;		/* 220 queued: switch to TLS once it is sent */
 	int tls_handshaking;		/* STARTTLS said, or an implicit-TLS listener */
 	char tls_info[160];		/* "TLSv1.3 with cipher …", for Received: */
+	unsigned tls_bits;
+
+	/* SMTP AUTH (smtp_auth.c) */
+	struct auth_session *auth;	/* the Cyrus exchange, made at the first AUTH */
+	char *auth_user;		/* logged in as; NULL before */
+	char auth_mech[24];		/* the mechanism of the exchange going on */
+	int auth_exchange;		/* a 334 is out: the next line is a response */
+	unsigned auth_failures;
+	struct event *auth_delay;	/* a failure's reply waits on this timer */
+	int auth_delayed_close;		/* after the delayed reply, end the session */
+	int auth_waiting;		/* input waits until the delayed reply is out */
+	struct { int code; const char *enh, *text; } auth_reply;	/* the delayed one */
 
 	unsigned errors;		/* protocol errors so far (max_errors) */
 	unsigned commands;
@@ -119,6 +131,18 @@ struct smtp_session {
 #define REPLY_TLS_ACTIVE		503, "5.5.1", "Error: TLS already active"
 #define REPLY_TLS_GO		220, "2.0.0", "Ready to start TLS"
 #define REPLY_TLS_FAILED		421, "4.7.0", "Error: cannot start TLS"
+#define REPLY_AUTH_OK		235, "2.7.0", "Authentication successful"
+#define REPLY_AUTH_FAILED	535, "5.7.8", "Error: authentication failed"
+#define REPLY_AUTH_TEMPFAIL	454, "4.7.0", "Temporary authentication failure"
+#define REPLY_AUTH_NOMECH	504, "5.5.4", "Unrecognized authentication type"
+#define REPLY_AUTH_MALFORMED	501, "5.5.2", "Cannot decode response"
+#define REPLY_AUTH_CANCELLED	501, "5.0.0", "Authentication aborted"
+#define REPLY_AUTH_TOOWEAK	534, "5.7.9", "Authentication mechanism is too weak"
+#define REPLY_AUTH_NEED_TLS	538, "5.7.11", "Encryption required for requested authentication mechanism"
+#define REPLY_AUTH_TWICE	503, "5.5.1", "Error: already authenticated"
+#define REPLY_AUTH_SYNTAX	501, "5.5.4", "Syntax: AUTH mechanism [initial-response]"
+#define REPLY_AUTH_REQUIRED	530, "5.7.0", "Authentication required"
+#define REPLY_AUTH_TOO_MANY	421, "4.7.0", "Error: too many failed authentications"
 #define REPLY_HTTP			521, "5.5.1", "Error: this is an SMTP server, not HTTP"
 
 /*
@@ -141,6 +165,17 @@ void smtp_session_reset(struct smtp_session *s);
 void smtp_session_resume(struct smtp_session *s);
 /* After "220 Ready to start TLS": drop pipelined plaintext, start the handshake. */
 void smtp_session_starttls(struct smtp_session *s);
+
+/* smtp_auth.c: the AUTH command, a response line to a 334, and the EHLO keyword. */
+void smtp_auth_command(struct smtp_session *s, const char *args);
+void smtp_auth_response(struct smtp_session *s, const char *line);
+/* The mechanisms to advertise now, or NULL (no backend, or TLS required first). */
+const char *smtp_auth_offer(struct smtp_session *s);
+/* Forget the login and any exchange (STARTTLS); _free also drops the timer. */
+void smtp_auth_reset(struct smtp_session *s);
+void smtp_auth_free(struct smtp_session *s);
+/* 1 when this client may have recipients accepted (allow network, or logged in). */
+int smtp_auth_may_relay(const struct smtp_session *s);
 
 /* smtp_commands.c: run one complete command line (CRLF already removed). */
 void smtp_command(struct smtp_session *s, char *line, size_t len);

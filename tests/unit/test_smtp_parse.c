@@ -82,7 +82,10 @@ static void test_mail(void)
 		{ "FROM:<a@b> RET=ALL", SMTP_PARSE_BAD_PARAM, NULL },
 		{ "FROM:<a@b> ENVID=a+zz", SMTP_PARSE_BAD_PARAM, NULL },
 		{ "FROM:<a@b> ENVID=a+2", SMTP_PARSE_BAD_PARAM, NULL },
-		{ "FROM:<a@b> AUTH=<>", SMTP_PARSE_UNKNOWN_PARAM, NULL },
+		{ "FROM:<a@b> AUTH=<>", SMTP_PARSE_OK, "a@b" },
+		{ "FROM:<a@b> AUTH=e+3Dmc2@example.com", SMTP_PARSE_OK, "a@b" },
+		{ "FROM:<a@b> AUTH=<> AUTH=<>", SMTP_PARSE_BAD_PARAM, NULL },
+		{ "FROM:<a@b> AUTH=a+zz", SMTP_PARSE_BAD_PARAM, NULL },
 		{ "FROM:<a@b> XFOO", SMTP_PARSE_UNKNOWN_PARAM, NULL },
 		{ "FROM:<a@b> =x", SMTP_PARSE_SYNTAX, NULL },
 	};
