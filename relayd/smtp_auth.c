@@ -5,7 +5,6 @@
  * waits a while (longer for an address that keeps failing), and after
  * auth_max_failures the session ends: a password cannot be guessed quickly.
  */
-#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,17 +45,8 @@ static void local_address(struct smtp_session *s, char *out, size_t outlen)
 	char ip[INET6_ADDRSTRLEN] = "0.0.0.0";
 	unsigned port = 0;
 
-	if (getsockname(bufferevent_getfd(s->bev), (struct sockaddr *)&ss, &len) == 0) {
-		if (ss.ss_family == AF_INET) {
-			struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-			inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
-			port = ntohs(in->sin_port);
-		} else if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-			inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
-			port = ntohs(in6->sin6_port);
-		}
-	}
+	if (getsockname(bufferevent_getfd(s->bev), (struct sockaddr *)&ss, &len) == 0)
+		smtp_format_addr((struct sockaddr *)&ss, ip, sizeof ip, &port);
 	snprintf(out, outlen, "%s;%u", ip, port);
 }
 

@@ -377,8 +377,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	session_free(s);
 }
 
-/* "192.0.2.1" for IPv4 and IPv4-mapped IPv6, "2001:db8::1" otherwise. */
-static void format_addr(const struct sockaddr *sa, char *out, size_t outlen, unsigned *port)
+void smtp_format_addr(const struct sockaddr *sa, char *out, size_t outlen, unsigned *port)
 {
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
@@ -464,7 +463,7 @@ void smtp_server_accept(struct server *srv, evutil_socket_t fd,
 	char text[INET6_ADDRSTRLEN];
 	unsigned port;
 
-	format_addr(addr, text, sizeof text, &port);
+	smtp_format_addr(addr, text, sizeof text, &port);
 	if (srv->stopping || srv->nsessions >= conf->max_clients) {
 		char msg[512];
 		int n = snprintf(msg, sizeof msg, "421 4.7.0 %s Error: too many connections, "

@@ -166,6 +166,9 @@ void smtp_session_resume(struct smtp_session *s);
 /* After "220 Ready to start TLS": drop pipelined plaintext, start the handshake. */
 void smtp_session_starttls(struct smtp_session *s);
 
+/* "192.0.2.1" for IPv4 and IPv4-mapped IPv6, "2001:db8::1" otherwise; and the port. */
+void smtp_format_addr(const struct sockaddr *sa, char *out, size_t outlen, unsigned *port);
+
 /* smtp_auth.c: the AUTH command, a response line to a 334, and the EHLO keyword. */
 void smtp_auth_command(struct smtp_session *s, const char *args);
 void smtp_auth_response(struct smtp_session *s, const char *line);
