@@ -3,16 +3,20 @@ test_postfix_client — relayd as the relayhost of a real Postfix: a throwaway
 Postfix instance (own config, queue and data directories, log file, no port 25)
 hands its mail to relayd, and Postfix's own log shows relayd's answers —
 "250 2.0.0 Ok: queued as ID" when relayed, "554 5.7.1" when relaying is denied.
+Configured the way mailcow configures a relay host ([relay.test]:PORT, SASL
+PLAIN/LOGIN from a password map, TLS level "secure" against the test CA), it
+relays only because it logs in, and a wrong password leaves nothing in relayd.
 """
 import fcntl
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 
-from harness import running, run, test, wait_for
+from harness import certs, running, run, test, tls_conf, wait_for
 
 DEFAULT_MAIN_CF = "/etc/postfix/main.cf"
 # Under /tmp, not $TMPDIR: every parent of Postfix's directories must be traversable by
@@ -83,11 +87,87 @@ def _unregister(confdir):
         _set_alternate_dirs(dirs)
 
 
-class Postfix:
-    """A Postfix instance of its own whose relayhost is relayd on 127.0.0.1:PORT."""
+HOSTS = "/etc/hosts"
+RELAY_NAME = "relay.test"          # relayd's hostname in the tests, in its certificate
+HOSTS_MARK = "# added by relayd's tests/integration/test_postfix_client.py"
 
-    def __init__(self, relay_port, extra=None):
+
+def _hosts_addrs(text, name):
+    """The addresses /etc/hosts lines give NAME (comments and aliases understood)."""
+    addrs = []
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 2 and name in (f.lower() for f in fields[1:]):
+            addrs.append(fields[0])
+    return addrs
+
+
+def ensure_relay_test_resolves():
+    """relay.test must resolve to 127.0.0.1 for Postfix (smtp_host_lookup = native, i.e.
+    getaddrinfo and /etc/hosts), so that it connects to relayd and can check relayd's
+    certificate against the name. Append one marked line when no line names it; never
+    rewrite the file (other lines are not ours, and in containers /etc/hosts is often a
+    bind mount that cannot be replaced by a rename). The line is left in place: parallel
+    runs rely on it without knowing who added it, and it is harmless and idempotent."""
+    with open(HOSTS, "r+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)           # parallel runs: one checks-and-appends at a time
+        try:
+            text = f.read()
+            addrs = _hosts_addrs(text, RELAY_NAME)
+            if not addrs:
+                f.seek(0, os.SEEK_END)
+                f.write(("" if text.endswith("\n") or not text else "\n") +
+                        "127.0.0.1 %s %s\n" % (RELAY_NAME, HOSTS_MARK))
+                f.flush()
+            else:
+                assert addrs[0] == "127.0.0.1", \
+                    "%s maps %s to %s, not 127.0.0.1: fix it by hand" % (HOSTS, RELAY_NAME, addrs)
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+    got = {a[4][0] for a in socket.getaddrinfo(RELAY_NAME, 25, socket.AF_INET)}
+    assert got == {"127.0.0.1"}, "%s resolves to %s" % (RELAY_NAME, got)
+
+
+def mailcow_relayhost(relay_port, user, password, conf):
+    """The relayhost settings mailcow writes for a provider (its Postfix main.cf and
+    sasl_passwd), with the test CA, relay.test from /etc/hosts and no DNS."""
+    dest = "[%s]:%d" % (RELAY_NAME, relay_port)
+    path = os.path.join(conf, "sasl_passwd")
+    # texthash: read as it is, no postmap. Opened by smtp(8) as root before it drops
+    # privileges, so 0600 root is enough (and right, it holds a password).
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("%s %s:%s\n" % (dest, user, password))
+    return {
+        "relayhost": dest,
+        "smtp_sasl_auth_enable": "yes",
+        "smtp_sasl_password_maps": "texthash:" + path,
+        "smtp_sasl_security_options": "noanonymous",
+        "smtp_sasl_mechanism_filter": "plain, login",
+        "smtp_sasl_auth_soft_bounce": "no",
+        "smtp_tls_security_level": "secure",
+        "smtp_tls_CAfile": certs()["ca"],
+        "smtp_tls_loglevel": "1",             # logs "Verified TLS connection established"
+        "smtp_host_lookup": "native",
+        "smtp_dns_support_level": "disabled",
+    }
+
+
+class Postfix:
+    """A Postfix instance of its own whose relayhost is relayd on 127.0.0.1:PORT — or,
+    with sasl=(USER, PASSWORD), on [relay.test]:PORT the way mailcow sets it up."""
+
+    def __init__(self, relay_port, extra=None, sasl=None):
+        self.registered = False
+        self.started = False
         self.base = tempfile.mkdtemp(prefix=PREFIX, dir=TMP)
+        try:
+            self._configure(relay_port, extra, sasl)
+        except BaseException:
+            shutil.rmtree(self.base, ignore_errors=True)
+            raise
+
+    def _configure(self, relay_port, extra, sasl):
         os.chmod(self.base, 0o755)               # unprivileged daemons must traverse it
         self.conf = os.path.join(self.base, "etc")
         self.queue = os.path.join(self.base, "queue")
@@ -115,6 +195,8 @@ class Postfix:
             "smtp_host_lookup": "native",
             "smtp_tls_security_level": "none",
         }
+        if sasl:
+            settings.update(mailcow_relayhost(relay_port, sasl[0], sasl[1], self.conf))
         settings.update(extra or {})
         with open(os.path.join(self.conf, "main.cf"), "w") as f:
             for k, v in settings.items():
@@ -123,8 +205,6 @@ class Postfix:
         # so it can never bind port 25 or collide with another MTA.
         postconf("-c", self.conf, "-MX", "smtp/inet")
         postconf("-c", self.conf, "-F", "*/*/chroot = n")
-        self.registered = False
-        self.started = False
 
     def run(self, *args, timeout=60):
         return subprocess.run(list(args), capture_output=True, timeout=timeout)
@@ -315,6 +395,162 @@ def test_postfix_sees_relay_denied():
             pf.wait(pf.queue_empty, 60, "postfix queue to drain")
             assert r.queued_ids() == []
             assert "Relay access denied" in r.log_text()
+
+
+PASSWORD = "Relay-pass.42"
+
+
+class sasl_relayd(running):
+    """relayd as test_auth sets it up: TLS, a sasldb holding bob in realm relay.test,
+    and allow 10.0.0.0/8 — so 127.0.0.1 may relay only after logging in. (test_auth's
+    sasldb() is not imported: importing test_auth would add its tests to this run.)"""
+
+    def __init__(self):
+        super().__init__(extra=tls_conf(), allow="10.0.0.0/8")
+        try:
+            path = os.path.join(self.r.dir, "sasldb2")
+            subprocess.run(["saslpasswd2", "-p", "-f", path, "-u", RELAY_NAME, "-c", "bob"],
+                           input=PASSWORD.encode(), check=True, capture_output=True, timeout=30)
+            os.chmod(path, 0o640)
+            with open(self.r.conf, "a") as f:
+                f.write("auth_sasldb %s\n" % path)
+        except BaseException:
+            self.r.cleanup()
+            raise
+
+
+@test
+def test_postfix_relays_with_sasl_over_verified_tls():
+    if not need_root():
+        return
+    ensure_relay_test_resolves()
+    with sasl_relayd() as r:
+        with postfix_instance(r.port, sasl=("bob", PASSWORD)) as pf:
+            for n in range(3):
+                pf.sendmail("sender@example.com", ["rcpt@example.org"], message(n))
+            pf.sendmail("sender@example.com", ["r1@example.org", "r2@example.org"], message(3))
+            pf.wait(lambda: len(r.queued_ids()) >= 4, 60, "4 messages in relayd's queue")
+            sent = re.compile(r"to=<([^>]+)>, relay=relay\.test\[127\.0\.0\.1\]:%d, .*"
+                              r"status=sent \(250 2\.0\.0 Ok: queued as ([0-9A-F]{12})\)"
+                              % r.port)
+            pf.wait(lambda: len(sent.findall(pf.log())) >= 5, 60, "5 status=sent lines")
+            pf.wait(pf.queue_empty, 30, "postfix queue to drain")
+            log = pf.log()
+            ids = r.queued_ids()
+            assert len(ids) == 4, ids
+            lines = sent.findall(log)
+            assert len(lines) == 5, log
+            assert {qid for _, qid in lines} == set(ids), (lines, ids)
+            # smtp_tls_security_level = secure: the chain checked against the test CA and the
+            # name relay.test against the certificate, or Postfix would not have sent at all.
+            assert re.search(r"Verified TLS connection established to relay\.test"
+                             r"\[127\.0\.0\.1\]:%d: TLSv1\.[23] " % r.port, log), log
+            assert "SASL authentication failed" not in log, log
+            rlog = r.log_text()
+            assert re.search(r"TLS from \[127\.0\.0\.1\]:\d+: TLSv1\.[23]", rlog), rlog
+            # mailcow filters to "plain, login"; Cyrus's client picks one of the two. Postfix
+            # logs in as "bob"; relayd logs Cyrus's canonical name, with the realm (as Postfix's
+            # own smtpd does).
+            assert re.search(r"login: method=(PLAIN|LOGIN), sasl_username=bob@relay\.test$",
+                             rlog, re.M), rlog
+            for qid in ids:
+                assert re.search(r"^.*%s: client=\[127\.0\.0\.1\]:\d+, "
+                                 r"sasl_username=bob@relay\.test, "
+                                 r"helo=<postfix\.test>, from=<sender@example\.com>, "
+                                 % qid, rlog, re.M), rlog
+                head, body = r.body(qid)
+                text = body.decode(errors="replace")
+                m = re.search(r"^Received: from postfix\.test \(\[127\.0\.0\.1\]\)\r\n"
+                              r"\t\(using TLSv1\.[23] [^\r]*\)\r\n"
+                              r"\tby relay\.test \(relayd\) with ESMTPSA id %s\b" % qid,
+                              text, re.M)
+                assert m, text[:2000]
+                assert text.index("by relay.test (relayd)") < text.index("by postfix.test")
+            assert "Relay access denied" not in rlog and "5.7.0" not in rlog, rlog
+            _, out, _ = r.relayctl("show", ids[0])
+            assert "\nsasl_username: bob@relay.test\n" in out, out
+
+
+def wrong_password_run(soft_bounce):
+    """mailcow's relayhost settings with a wrong password; returns (postfix log,
+    postqueue -p output, relayd log) once Postfix has tried the 535 5.7.8 answer."""
+    ensure_relay_test_resolves()
+    wrong = "not-" + PASSWORD
+    with sasl_relayd() as r:
+        with postfix_instance(r.port, sasl=("bob", wrong),
+                              extra={"smtp_sasl_auth_soft_bounce": soft_bounce}) as pf:
+            pf.sendmail("sender@example.com", ["victim@example.org"], message(0))
+            failed = re.compile(r"to=<victim@example\.org>, relay=relay\.test\[127\.0\.0\.1\]"
+                                r":%d, .*status=\w+ \(SASL authentication failed; server "
+                                r"relay\.test\[127\.0\.0\.1\] said: 535 5\.7\.8 " % r.port)
+            pf.wait(lambda: failed.search(pf.log()), 60, "SASL authentication failed, 535")
+            if soft_bounce == "no":
+                # The bounce notice to sender@example.com goes to relayd too, fails the same
+                # way and is dropped (a failed bounce of a bounce): then the queue is empty.
+                pf.wait(pf.queue_empty, 60, "postfix queue to drain")
+            queue = pf.run("postqueue", "-c", pf.conf, "-p").stdout.decode(errors="replace")
+            assert r.queued_ids() == [], r.queued_ids()
+            rlog = r.log_text()
+            assert re.search(r"authentication failed from \[127\.0\.0\.1\]:\d+: "
+                             r"mechanism=(PLAIN|LOGIN)", rlog), rlog
+            assert wrong not in rlog, rlog                # never the password
+            assert "sasl_username" not in rlog and "client=" not in rlog, rlog
+            return pf.log(), queue, rlog
+
+
+@test
+def test_postfix_with_wrong_password_bounces():
+    """With mailcow's smtp_sasl_auth_soft_bounce = no, Postfix does NOT defer on a 535: it
+    keeps relayd's 5.7.8 as a permanent error and bounces the mail at once (status=bounced,
+    dsn=5.7.8, a non-delivery notice to the sender). That is why relayd must answer 454
+    4.7.0, never 535, when only its backend is down (test_auth's
+    test_backend_failure_is_454_not_535): a 535 is final for such a client."""
+    if not need_root():
+        return
+    log, queue, _ = wrong_password_run("no")
+    assert re.search(r"to=<victim@example\.org>, .*dsn=5\.7\.8, status=bounced \(SASL "
+                     r"authentication failed; server relay\.test\[127\.0\.0\.1\] said: "
+                     r"535 5\.7\.8 ", log), log
+    assert "sender non-delivery notification" in log, log
+    assert "status=deferred" not in log and "status=sent" not in log, log
+    assert "Mail queue is empty" in queue, queue
+
+
+@test
+def test_postfix_with_wrong_password_and_soft_bounce_defers():
+    """Postfix's default, smtp_sasl_auth_soft_bounce = yes, turns the same 535 into a
+    deferral (dsn=4.7.8): the mail stays in Postfix's queue for a retry, relayd has none."""
+    if not need_root():
+        return
+    log, queue, _ = wrong_password_run("yes")
+    assert re.search(r"to=<victim@example\.org>, .*dsn=4\.7\.8, status=deferred \(SASL "
+                     r"authentication failed; server relay\.test\[127\.0\.0\.1\] said: "
+                     r"535 5\.7\.8 ", log), log
+    assert "status=bounced" not in log and "status=sent" not in log, log
+    assert "victim@example.org" in queue and "SASL authentication failed" in queue, queue
+
+
+@test
+def test_postfix_without_login_gets_530():
+    """The unauthenticated stranger, as a real MTA: mailcow's settings over verified TLS, but
+    no SASL. AUTH is on offer, so relayd refuses the recipient with 530 5.7.0."""
+    if not need_root():
+        return
+    ensure_relay_test_resolves()
+    with sasl_relayd() as r:
+        with postfix_instance(r.port, sasl=("bob", PASSWORD),
+                              extra={"smtp_sasl_auth_enable": "no"}) as pf:
+            pf.sendmail("sender@example.com", ["victim@example.org"], message(0))
+            bounced = re.compile(r"to=<victim@example\.org>, relay=relay\.test\[127\.0\.0\.1\]"
+                                 r":%d, .*status=bounced \(host relay\.test\[127\.0\.0\.1\] "
+                                 r"said: 530 5\.7\.0 " % r.port)
+            pf.wait(lambda: bounced.search(pf.log()), 60, "status=bounced with 530 5.7.0")
+            pf.wait(pf.queue_empty, 60, "postfix queue to drain")
+            log = pf.log()
+            assert "Verified TLS connection established to relay.test" in log, log
+            assert r.queued_ids() == []
+            rlog = r.log_text()
+            assert "TLS from [127.0.0.1]" in rlog and "sasl_username" not in rlog, rlog
 
 
 if __name__ == "__main__":
