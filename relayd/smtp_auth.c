@@ -63,6 +63,8 @@ static void delay_done(evutil_socket_t fd, short what, void *arg)
 	struct smtp_session *s = arg;
 	(void)fd, (void)what;
 	s->auth_waiting = 0;
+	if (s->state == SMTP_CLOSING)	/* stopping: the 421 is already on its way */
+		return;
 	smtp_reply(s, s->auth_reply.code, s->auth_reply.enh, "%s", s->auth_reply.text);
 	if (s->auth_delayed_close) {
 		smtp_reply(s, REPLY_AUTH_TOO_MANY);
