@@ -92,4 +92,30 @@ const char *auth_session_user(const struct auth_session *as);
 /* After a failure: Cyrus' own words for the log (never holds the password). */
 const char *auth_session_detail(const struct auth_session *as);
 
+/*
+ * The daemon runs every Cyrus call on one worker thread (auth/worker.c):
+ * saslauthd and PAM may block for seconds, or for ever.  Start it after any
+ * fork.  Results come back through auth_worker_dispatch(), to be called when
+ * auth_worker_fd() is readable; done() runs there, on the caller's thread.
+ * Once a session is handed to the worker, only the worker touches it:
+ * auth_worker_release() instead of auth_session_free(), and no done() of it
+ * is called afterwards.  -1 from start/step: out of memory, no callback.
+ */
+struct auth_worker;
+typedef void auth_done_fn(void *arg, enum auth_result r, const char *challenge);
+struct auth_worker *auth_worker_new(void);
+int auth_worker_fd(const struct auth_worker *w);
+int auth_worker_start(struct auth_worker *w, struct auth_session *as, const char *mech,
+    const char *initial, auth_done_fn *done, void *arg);
+int auth_worker_step(struct auth_worker *w, struct auth_session *as, const char *response,
+    auth_done_fn *done, void *arg);
+void auth_worker_release(struct auth_worker *w, struct auth_session *as);
+void auth_worker_dispatch(struct auth_worker *w);
+/*
+ * Finish the queued jobs and stop the thread, waiting at most wait_ms.  -1
+ * when it is still stuck in a backend: it is left running (the process is
+ * about to exit) and the auth_server must not be freed under it.
+ */
+int auth_worker_free(struct auth_worker *w, unsigned wait_ms);
+
 #endif

@@ -258,6 +258,8 @@ static int list_has(const char *list, const char *word, size_t n)
 	return 0;
 }
 
+static int session_ready(struct auth_session *as);
+
 /*
  * Ask Cyrus for a user nobody has: "no such user" means the sasldb opens;
  * anything else (a text file, a sasldb in another distribution's database
@@ -291,16 +293,17 @@ static int check_probe_session(struct auth_server *srv, const struct config *con
 {
 	struct auth_session *probe = auth_session_new(srv, NULL, NULL, 0);
 
-	if (!probe) {
+	if (!probe || session_ready(probe) != SASL_OK) {
 		conf_message(err, errlen, conf, line, "Cyrus SASL cannot start a session%s%s",
 		    srv->log[0] ? ": " : "", srv->log);
+		auth_session_free(probe);
 		return -1;
 	}
 	if (srv->sasldb && check_sasldb_format(srv, probe, conf, err, errlen) < 0) {
 		auth_session_free(probe);
 		return -1;
 	}
-	const char *offered = auth_session_mechanisms(probe);
+	const char *offered = probe->mechanisms;
 	for (const char *p = srv->mechanisms; *p; ) {
 		size_t n = strcspn(p, " ");
 		if (!list_has(offered, p, n)) {
@@ -470,9 +473,6 @@ struct auth_session *auth_session_new(struct auth_server *srv, const char *local
     const char *remote, unsigned tls_ssf)
 {
 	struct auth_session *as;
-	const char *list;
-	unsigned len;
-	int count;
 
 	if (!srv || sasl_running != srv || !(as = calloc(1, sizeof *as)))
 		return NULL;
@@ -482,14 +482,10 @@ struct auth_session *auth_session_new(struct auth_server *srv, const char *local
 	as->callbacks[1] = (sasl_callback_t){ SASL_CB_LIST_END, NULL, NULL };
 	local = cyrus_address(local);
 	remote = cyrus_address(remote);
-	if ((local && !(as->local = strdup(local))) || (remote && !(as->remote = strdup(remote))) ||
-	    session_connect(as) != SASL_OK) {
+	if ((local && !(as->local = strdup(local))) || (remote && !(as->remote = strdup(remote)))) {
 		auth_session_free(as);
 		return NULL;
 	}
-	if (sasl_listmech(as->conn, NULL, "", " ", "", &list, &len, &count) == SASL_OK &&
-	    len < sizeof as->mechanisms)
-		memcpy(as->mechanisms, list, (size_t)len + 1);
 	return as;
 }
 
@@ -506,9 +502,29 @@ void auth_session_free(struct auth_session *as)
 	free(as);
 }
 
+/* The Cyrus connection is made at first use, on the thread that runs the exchange. */
+static int session_ready(struct auth_session *as)
+{
+	const char *list;
+	unsigned len;
+	int count, r;
+
+	if (as->conn && !as->used)
+		return SASL_OK;
+	if ((r = session_connect(as)) != SASL_OK)
+		return r;
+	if (!as->mechanisms[0] &&
+	    sasl_listmech(as->conn, NULL, "", " ", "", &list, &len, &count) == SASL_OK &&
+	    len < sizeof as->mechanisms)
+		memcpy(as->mechanisms, list, (size_t)len + 1);
+	return SASL_OK;
+}
+
 const char *auth_session_mechanisms(struct auth_session *as)
 {
-	return as ? as->mechanisms : "";
+	if (!as || session_ready(as) != SASL_OK)
+		return "";
+	return as->mechanisms;
 }
 
 const char *auth_session_user(const struct auth_session *as)
@@ -714,17 +730,16 @@ enum auth_result auth_session_start(struct auth_session *as, const char *mech,
 
 	*challenge = NULL;
 	session_reset(as);
+	if ((r = session_ready(as)) != SASL_OK) {
+		snprintf(as->detail, sizeof as->detail, "Cyrus SASL: %s",
+		    sasl_errstring(r, NULL, NULL));
+		return AUTH_TEMPFAIL;
+	}
 	if (!mechanism_offered(as, mech))
 		return AUTH_NOMECH;
 	/* RFC 4954 §4: "=" is an initial response of zero bytes; NULL is none at all. */
 	if (initial && strcmp(initial, "=") != 0 && decode_response(as, initial, in, &inlen) < 0)
 		return AUTH_MALFORMED;
-	if ((as->used || !as->conn) && (r = session_connect(as)) != SASL_OK) {
-		explicit_bzero(in, sizeof in);
-		snprintf(as->detail, sizeof as->detail, "Cyrus SASL: %s",
-		    sasl_errstring(r, NULL, NULL));
-		return AUTH_TEMPFAIL;
-	}
 	as->used = 1;
 	r = sasl_server_start(as->conn, mech, initial ? in : NULL, inlen, &out, &outlen);
 	explicit_bzero(in, sizeof in);

@@ -78,6 +78,7 @@ struct config {
 	char *auth_mechanisms;		/* space-separated, default "PLAIN LOGIN" */
 	int auth_require_tls;		/* AUTH only after TLS (default 1) */
 	unsigned auth_max_failures;	/* failed AUTHs before the session is dropped, default 3 */
+	unsigned auth_timeout;		/* seconds to wait for Cyrus/saslauthd, default 30 */
 	char *postmaster;		/* where RCPT TO:<postmaster> goes; NULL: refused */
 	struct conf_upstream *upstreams;
 	size_t nupstreams;

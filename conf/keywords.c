@@ -442,6 +442,8 @@ static const struct conf_keyword conf_top_keywords[] = {
 	    CONF_ONCE },
 	{ "auth_max_failures", conf_set_count, offsetof(struct config, auth_max_failures), 1, 1,
 	    CONF_ONCE },
+	{ "auth_timeout", conf_set_timeout, offsetof(struct config, auth_timeout), 1, 1,
+	    CONF_ONCE },
 	{ "upstream", conf_open_upstream, offsetof(struct config, upstreams), 1, 1, CONF_BLOCK },
 };
 
@@ -468,6 +470,7 @@ struct config *conf_new(void)
 	conf->timeout_data = 60 * 60;
 	conf->auth_require_tls = 1;
 	conf->auth_max_failures = 3;
+	conf->auth_timeout = 30;
 	return conf;
 }
 

@@ -227,6 +227,9 @@ int main(int argc, char **argv)
 	if (conf->auth_sasldb.path && access(conf->auth_sasldb.path, R_OK) < 0)
 		fatal("%s:%d: auth_sasldb %s: %s (relayd's user must be able to read it)",
 		    conf->path, conf->auth_sasldb.line, conf->auth_sasldb.path, strerror(errno));
+	/* A thread: only now, after the fork of daemonize(). */
+	if (auth && !(srv.auth_worker = auth_worker_new()))
+		fatal("cannot start the authentication thread");
 
 	struct queue_options qopt = {
 		.dir = queue_dir,
@@ -242,7 +245,11 @@ int main(int argc, char **argv)
 	int rc = server_run(&srv, queue);
 	server_free(&srv);
 	SSL_CTX_free(tls_ctx);
-	auth_server_free(auth);
+	if (auth_worker_free(srv.auth_worker, 5000) < 0)
+		log_warn("the authentication backend is still busy (saslauthd hung?): "
+		    "not waiting for it");
+	else
+		auth_server_free(auth);
 	auth_penalty_free(srv.auth_penalty);
 	struct queue_stats st;
 	queue_get_stats(queue, &st);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/auth.h"
 #include "relayd/log.h"
 #include "relayd/smtp_server.h"
 
@@ -163,6 +164,13 @@ static void queue_cb(evutil_socket_t fd, short what, void *arg)
 	queue_dispatch(srv->queue);
 }
 
+static void auth_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	(void)fd, (void)what;
+	auth_worker_dispatch(srv->auth_worker);
+}
+
 int server_run(struct server *srv, struct queue *queue)
 {
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
@@ -172,6 +180,12 @@ int server_run(struct server *srv, struct queue *queue)
 	    queue_cb, srv);
 	if (!srv->queue_event || event_add(srv->queue_event, NULL) < 0)
 		return -1;
+	if (srv->auth_worker) {
+		srv->auth_event = event_new(srv->base, auth_worker_fd(srv->auth_worker),
+		    EV_READ | EV_PERSIST, auth_cb, srv);
+		if (!srv->auth_event || event_add(srv->auth_event, NULL) < 0)
+			return -1;
+	}
 	for (size_t i = 0; i < 3; i++) {
 		srv->signals[i] = evsignal_new(srv->base, sigs[i], signal_cb, srv);
 		if (!srv->signals[i] || evsignal_add(srv->signals[i], NULL) < 0)
@@ -192,6 +206,8 @@ void server_free(struct server *srv)
 	srv->listeners = NULL;
 	if (srv->queue_event)
 		event_free(srv->queue_event);
+	if (srv->auth_event)
+		event_free(srv->auth_event);
 	if (srv->accept_pause)
 		event_free(srv->accept_pause);
 	for (size_t i = 0; i < 3; i++)

@@ -15,6 +15,7 @@
 struct smtp_session;
 struct auth_server;
 struct auth_penalty;
+struct auth_worker;
 struct ssl_ctx_st;
 
 /* One listening socket; implicit_tls for `listen ADDR:PORT tls`. */
@@ -32,6 +33,8 @@ struct server {
 	size_t nlisteners;
 	struct ssl_ctx_st *tls_ctx;	/* SSL_CTX; NULL without tls_cert */
 	struct auth_server *auth;	/* NULL without an AUTH backend */
+	struct auth_worker *auth_worker;	/* runs every Cyrus call; with auth */
+	struct event *auth_event;	/* the worker's answers are ready */
 	struct auth_penalty *auth_penalty;	/* failed logins per address */
 	struct smtp_session *sessions;	/* doubly linked through session->next/prev */
 	unsigned nsessions;

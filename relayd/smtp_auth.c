@@ -1,8 +1,10 @@
 /*
  * smtp_auth — SMTP AUTH (RFC 4954) in the server session: the AUTH command,
  * the 334 exchange, and who may relay.  Passwords are checked by auth/
- * (Cyrus SASL); this file only speaks SMTP about it.  Every failure's answer
- * waits a while (longer for an address that keeps failing), and after
+ * (Cyrus SASL) on its worker thread; this file only speaks SMTP about it.
+ * While the worker checks, the session reads nothing; a check that takes
+ * longer than auth_timeout is answered 454.  Every failure's answer waits a
+ * while (longer for an address that keeps failing), and after
  * auth_max_failures the session ends: a password cannot be guessed quickly.
  */
 #include <event2/buffer.h>
@@ -28,10 +30,18 @@ int smtp_auth_may_relay(const struct smtp_session *s)
 	return s->relay_ok || s->auth_user != NULL;
 }
 
+/* The Cyrus exchange is over: a new AUTH starts from a fresh one. */
+void smtp_auth_drop(struct smtp_session *s)
+{
+	if (s->auth)
+		auth_worker_release(s->srv->auth_worker, s->auth);
+	s->auth = NULL;
+	s->auth_exchange = 0;
+}
+
 void smtp_auth_reset(struct smtp_session *s)
 {
-	auth_session_free(s->auth);
-	s->auth = NULL;
+	smtp_auth_drop(s);
 	free(s->auth_user);
 	s->auth_user = NULL;
 	s->auth_exchange = 0;
@@ -57,14 +67,33 @@ static const char *detail(struct smtp_session *s, char *out, size_t outlen)
 	return d ? log_escape(out, outlen, d, strlen(d)) : "";
 }
 
-/* The delayed answer to a failure is due. */
-static void delay_done(evutil_socket_t fd, short what, void *arg)
+/* The backend has not answered within auth_timeout: the client may retry later. */
+static void backend_timeout(struct smtp_session *s)
+{
+	log_warn("authentication backend did not answer within %us for [%s]:%u: "
+	    "mechanism=%s", s->srv->conf->auth_timeout, s->client_addr, s->client_port,
+	    s->auth_mech);
+	s->auth_busy = 0;
+	s->auth_waiting = 0;
+	smtp_auth_drop(s);
+	smtp_reply(s, REPLY_AUTH_TEMPFAIL);
+	smtp_session_resume(s);
+}
+
+/* The timer: either the backend's time is up, or a failure's delayed answer is due. */
+static void timer_done(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_session *s = arg;
 	(void)fd, (void)what;
-	s->auth_waiting = 0;
-	if (s->state == SMTP_CLOSING)	/* stopping: the 421 is already on its way */
+	if (s->state == SMTP_CLOSING) {	/* stopping: the 421 is already on its way */
+		s->auth_waiting = 0;
 		return;
+	}
+	if (s->auth_busy) {
+		backend_timeout(s);
+		return;
+	}
+	s->auth_waiting = 0;
 	smtp_reply(s, s->auth_reply.code, s->auth_reply.enh, "%s", s->auth_reply.text);
 	if (s->auth_delayed_close) {
 		smtp_reply(s, REPLY_AUTH_TOO_MANY);
@@ -76,9 +105,14 @@ static void delay_done(evutil_socket_t fd, short what, void *arg)
 void smtp_auth_free(struct smtp_session *s)
 {
 	smtp_auth_reset(s);
-	if (s->auth_delay)
-		event_free(s->auth_delay);
-	s->auth_delay = NULL;
+	if (s->auth_timer)
+		event_free(s->auth_timer);
+	s->auth_timer = NULL;
+}
+
+static int timer_ready(struct smtp_session *s)
+{
+	return s->auth_timer || (s->auth_timer = evtimer_new(s->srv->base, timer_done, s));
 }
 
 /* Answer a failure only after the penalty; the session reads nothing meanwhile. */
@@ -90,7 +124,7 @@ static void fail_slowly(struct smtp_session *s, int code, const char *enh, const
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 	char why[300];
 
-	if (!s->auth_delay && !(s->auth_delay = evtimer_new(srv->base, delay_done, s))) {
+	if (!timer_ready(s)) {
 		smtp_reply(s, code, enh, "%s", text);
 		smtp_reply(s, REPLY_AUTH_TOO_MANY);
 		return;
@@ -103,13 +137,12 @@ static void fail_slowly(struct smtp_session *s, int code, const char *enh, const
 	    "answer delayed %u ms)", s->client_addr, s->client_port, s->auth_mech,
 	    detail(s, why, sizeof why), s->auth_failures + 1, ms);
 	/* A new exchange starts from scratch: Cyrus' state after a failure is spent. */
-	auth_session_free(s->auth);
-	s->auth = NULL;
+	smtp_auth_drop(s);
 	if (++s->auth_failures >= srv->conf->auth_max_failures)
 		s->auth_delayed_close = 1;
 	s->auth_waiting = 1;
 	bufferevent_disable(s->bev, EV_READ);
-	evtimer_add(s->auth_delay, &tv);
+	evtimer_add(s->auth_timer, &tv);
 }
 
 static void answer(struct smtp_session *s, enum auth_result r, const char *challenge)
@@ -154,15 +187,54 @@ static void answer(struct smtp_session *s, enum auth_result r, const char *chall
 		smtp_reply_error(s, REPLY_AUTH_TOOWEAK);
 		break;
 	}
-	auth_session_free(s->auth);
-	s->auth = NULL;
+	smtp_auth_drop(s);
+}
+
+/* The worker has Cyrus' answer. */
+static void worker_done(void *arg, enum auth_result r, const char *challenge)
+{
+	struct smtp_session *s = arg;
+
+	s->auth_busy = 0;
+	s->auth_waiting = 0;
+	evtimer_del(s->auth_timer);
+	if (s->state == SMTP_CLOSING)
+		return;
+	answer(s, r, challenge);
+	if (!s->auth_waiting && s->state != SMTP_CLOSING)
+		smtp_session_resume(s);
+}
+
+/* Hand the exchange to the worker; the session reads nothing until it answers. */
+static void ask_worker(struct smtp_session *s, const char *mech, const char *text)
+{
+	struct server *srv = s->srv;
+	struct timeval tv = { .tv_sec = srv->conf->auth_timeout, .tv_usec = 0 };
+	int r;
+
+	if (!timer_ready(s))
+		r = -1;
+	else if (mech)
+		r = auth_worker_start(srv->auth_worker, s->auth, mech, text, worker_done, s);
+	else
+		r = auth_worker_step(srv->auth_worker, s->auth, text, worker_done, s);
+	if (r < 0) {
+		smtp_auth_drop(s);
+		smtp_reply(s, REPLY_AUTH_TEMPFAIL);
+		return;
+	}
+	s->auth_exchange = 0;
+	s->auth_busy = 1;
+	s->auth_waiting = 1;
+	bufferevent_disable(s->bev, EV_READ);
+	evtimer_add(s->auth_timer, &tv);
 }
 
 void smtp_auth_command(struct smtp_session *s, const char *args)
 {
 	const struct config *conf = s->srv->conf;
 	char mech[sizeof s->auth_mech];
-	const char *initial = NULL, *challenge = NULL;
+	const char *initial = NULL;
 
 	if (!s->srv->auth) {
 		smtp_reply_error(s, REPLY_NOT_IMPLEMENTED);
@@ -208,11 +280,10 @@ void smtp_auth_command(struct smtp_session *s, const char *args)
 		if (*c >= 'a' && *c <= 'z')
 			*c = (char)(*c - 'a' + 'A');
 	memcpy(s->auth_mech, mech, sizeof mech);
-	answer(s, auth_session_start(s->auth, mech, initial, &challenge), challenge);
+	ask_worker(s, mech, initial);
 }
 
 void smtp_auth_response(struct smtp_session *s, const char *line)
 {
-	const char *challenge = NULL;
-	answer(s, auth_session_step(s->auth, line, &challenge), challenge);
+	ask_worker(s, NULL, line);
 }

@@ -151,11 +151,8 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 /* An overlong line; in the middle of an AUTH exchange, it also ends the exchange. */
 static void line_too_long(struct smtp_session *s)
 {
-	if (s->auth_exchange) {
-		s->auth_exchange = 0;
-		auth_session_free(s->auth);
-		s->auth = NULL;
-	}
+	if (s->auth_exchange)
+		smtp_auth_drop(s);
 	smtp_reply_error(s, REPLY_LINE_TOO_LONG);
 }
 

@@ -70,9 +70,10 @@ struct smtp_session {
 	char auth_mech[24];		/* the mechanism of the exchange going on */
 	int auth_exchange;		/* a 334 is out: the next line is a response */
 	unsigned auth_failures;
-	struct event *auth_delay;	/* a failure's reply waits on this timer */
+	struct event *auth_timer;	/* auth_timeout, or a failure's delayed reply */
+	int auth_busy;			/* the worker has the exchange */
 	int auth_delayed_close;		/* after the delayed reply, end the session */
-	int auth_waiting;		/* input waits until the delayed reply is out */
+	int auth_waiting;		/* input waits for the worker or the delayed reply */
 	struct { int code; const char *enh, *text; } auth_reply;	/* the delayed one */
 
 	unsigned errors;		/* protocol errors so far (max_errors) */
@@ -176,6 +177,8 @@ void smtp_auth_response(struct smtp_session *s, const char *line);
 const char *smtp_auth_offer(struct smtp_session *s);
 /* Forget the login and any exchange (STARTTLS); _free also drops the timer. */
 void smtp_auth_reset(struct smtp_session *s);
+/* End the Cyrus exchange (the worker disposes of it). */
+void smtp_auth_drop(struct smtp_session *s);
 void smtp_auth_free(struct smtp_session *s);
 /* 1 when this client may have recipients accepted (allow network, or logged in). */
 int smtp_auth_may_relay(const struct smtp_session *s);
