@@ -1,7 +1,8 @@
 # relayd — build, test, install.  Read top to bottom; every dependency comes from pkg-config.
 
 PKGS    := libevent libevent_openssl libevent_pthreads openssl libsasl2 lmdb
-DEB_BUILD_DEPS := build-essential pkg-config libevent-dev libssl-dev libsasl2-dev liblmdb-dev
+DEB_BUILD_DEPS := build-essential pkg-config libevent-dev libssl-dev libsasl2-dev liblmdb-dev \
+                  libsasl2-modules
 DEB_TEST_DEPS  := swaks postfix python3 lmdb-utils sasl2-bin libsasl2-modules python3-aiosmtpd
 
 CC      ?= cc

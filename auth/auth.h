@@ -118,4 +118,29 @@ void auth_worker_dispatch(struct auth_worker *w);
  */
 int auth_worker_free(struct auth_worker *w, unsigned wait_ms);
 
+/*
+ * Outbound: credentials for an upstream and SMTP AUTH as a client
+ * (auth/client.c).  auth_sasl_threads() gives Cyrus real mutexes and must
+ * run before any Cyrus init; auth_client_init() once per process.
+ */
+/* The first line of a password_file; NULL with err when unreadable or group/world-readable. */
+char *auth_read_secret(const char *path, char *err, size_t errlen);
+void auth_sasl_threads(void);
+int auth_client_init(void);
+void auth_client_done(void);
+struct auth_client;
+struct auth_client *auth_client_new(const char *host, const char *user, const char *password,
+    unsigned tls_ssf);
+void auth_client_free(struct auth_client *ac);
+/*
+ * Pick the best mechanism among offered (the EHLO AUTH line's words): *mech
+ * and *initial (base64, "=" for empty, NULL for none) for the AUTH command.
+ * Then each 334's text to auth_client_step for the next line to send.
+ * 0, or -1 with err.  Strings live in ac until its next call.
+ */
+int auth_client_start(struct auth_client *ac, const char *offered, const char **mech,
+    const char **initial, char *err, size_t errlen);
+int auth_client_step(struct auth_client *ac, const char *challenge, const char **response,
+    char *err, size_t errlen);
+
 #endif

@@ -326,5 +326,6 @@ void conf_free(struct config *conf)
 		free(u->password_file);
 	}
 	free(conf->upstreams);
+	conf_free_routes(conf);
 	free(conf);
 }

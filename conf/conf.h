@@ -49,6 +49,15 @@ struct conf_upstream {
 	int line;			/* where the block starts, for messages */
 };
 
+/* One `route PATTERN UPSTREAM…`: mail for matching domains goes to these, in order. */
+struct conf_route {
+	char *pattern;			/* "*", "example.com" or ".example.com" */
+	char **names;			/* upstream names as written */
+	size_t *upstreams;		/* the same as indices into config.upstreams */
+	size_t nupstreams;
+	int line;
+};
+
 enum conf_log_target { CONF_LOG_STDERR, CONF_LOG_SYSLOG, CONF_LOG_FILE };
 
 struct config {
@@ -82,6 +91,12 @@ struct config {
 	char *postmaster;		/* where RCPT TO:<postmaster> goes; NULL: refused */
 	struct conf_upstream *upstreams;
 	size_t nupstreams;
+	struct conf_route *routes;
+	size_t nroutes;
+	unsigned retry_min;		/* first retry after this many seconds, default 300 */
+	unsigned retry_max;		/* retries at most this far apart, default 3600 */
+	unsigned queue_lifetime;	/* a recipient expires after this, default 5 days */
+	unsigned delay_warning;		/* warn the sender after this; 0 (default): never */
 };
 
 /*

@@ -81,4 +81,9 @@ int conf_parse_count(const char *s, unsigned *out);
 /* Decimal digits only, 1..65535.  0 / -1. */
 int conf_parse_port(const char *s, unsigned *out);
 
+/* routes.c: the `route` statement, the end-of-file name check, and freeing. */
+int conf_add_route(struct conf_parser *p, void *base, size_t offset, int argc, char **argv);
+int conf_check_routes(struct conf_parser *p, struct config *conf);
+void conf_free_routes(struct config *conf);
+
 #endif

@@ -444,6 +444,13 @@ static const struct conf_keyword conf_top_keywords[] = {
 	    CONF_ONCE },
 	{ "auth_timeout", conf_set_timeout, offsetof(struct config, auth_timeout), 1, 1,
 	    CONF_ONCE },
+	{ "route", conf_add_route, offsetof(struct config, routes), 2, CONF_ARGS_MAX, CONF_MANY },
+	{ "retry_min", conf_set_timeout, offsetof(struct config, retry_min), 1, 1, CONF_ONCE },
+	{ "retry_max", conf_set_timeout, offsetof(struct config, retry_max), 1, 1, CONF_ONCE },
+	{ "queue_lifetime", conf_set_timeout, offsetof(struct config, queue_lifetime), 1, 1,
+	    CONF_ONCE },
+	{ "delay_warning", conf_set_timeout, offsetof(struct config, delay_warning), 1, 1,
+	    CONF_ONCE },
 	{ "upstream", conf_open_upstream, offsetof(struct config, upstreams), 1, 1, CONF_BLOCK },
 };
 
@@ -471,6 +478,9 @@ struct config *conf_new(void)
 	conf->auth_require_tls = 1;
 	conf->auth_max_failures = 3;
 	conf->auth_timeout = 30;
+	conf->retry_min = 5 * 60;
+	conf->retry_max = 60 * 60;
+	conf->queue_lifetime = 5 * 24 * 60 * 60;
 	return conf;
 }
 
@@ -522,8 +532,15 @@ static int conf_close_top(struct conf_parser *p, void *base)
 	if (!conf->auth_mechanisms && conf_store_string(p, &conf->auth_mechanisms,
 	    "PLAIN LOGIN") < 0)
 		return -1;
-	if (conf_check_tls_auth(p, conf) < 0)
+	if (conf_check_tls_auth(p, conf) < 0 || conf_check_routes(p, conf) < 0)
 		return -1;
+	if (conf->retry_max < conf->retry_min) {
+		p->line = conf_seen(p, "retry_max") ? conf_seen(p, "retry_max") :
+		    conf_seen(p, "retry_min");
+		conf_error(p, "retry_max %us is shorter than retry_min %us", conf->retry_max,
+		    conf->retry_min);
+		return -1;
+	}
 	if (conf->queue_max_size < conf->queue_map_size) {
 		char max[32], map[32];
 		int line = conf_seen(p, "queue_max_size");

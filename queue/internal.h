@@ -16,8 +16,10 @@
 /* One queue_commit() on its way through the writer thread. */
 struct queue_job {
 	struct queue_job *next;
-	struct queue_envelope *env;
+	struct queue_envelope *env;	/* a new message, or NULL */
 	struct queue_spool *spool;
+	struct queue_envelope *state;	/* queue_update(): an existing message's recipients */
+	int64_t old_due, new_due;
 	queue_done_fn *done;
 	void *arg;
 	enum queue_status status;
@@ -71,7 +73,11 @@ int queue_map_grow(struct queue *q);
 int queue_read_begin(struct queue *q, MDB_txn **txn);
 void queue_read_end(struct queue *q, MDB_txn *txn);
 
+/* update.c: a queue_update() job's writes into txn.  0 or an LMDB / errno code. */
+int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job);
+
 /* writer.c */
+int queue_submit(struct queue *q, struct queue_job *job);
 int queue_writer_start(struct queue *q);
 void queue_writer_stop(struct queue *q);
 

@@ -35,8 +35,14 @@ struct queue_rcpt {
 	enum queue_rcpt_state state;
 	uint32_t attempts;
 	int64_t next_attempt;		/* unix seconds */
-	char *last_reply;		/* last upstream reply, or NULL */
+	char *last_reply;		/* last upstream reply (lines joined by "\n") or local reason */
+	char *last_relay;		/* "host[ip]:port" that gave it, or NULL */
+	int64_t last_attempt;		/* unix seconds, 0 before the first */
+	unsigned flags;			/* QUEUE_RCPT_WARNED */
 };
+
+/* The sender has been told this recipient is delayed (delay_warning). */
+#define QUEUE_RCPT_WARNED 1
 
 /* Everything about a message except its body. Strings are owned by the envelope. */
 struct queue_envelope {
@@ -98,6 +104,28 @@ typedef void queue_done_fn(void *arg, enum queue_status status);
 int queue_commit(struct queue *q, struct queue_envelope *env,
     struct queue_spool *spool, queue_done_fn *done, void *arg);
 
+/*
+ * Delivery results for one message, in one transaction: state (its envelope
+ * with every recipient's new state; the queue takes ownership) is written
+ * back and the message moves in the schedule from old_due (where
+ * queue_due() found it) to new_due; new_due < 0 removes the message, every
+ * recipient being done.  bounce and bounce_spool, when not NULL, are a new
+ * message committed in the same transaction.  done() as for queue_commit.
+ */
+int queue_update(struct queue *q, struct queue_envelope *state, int64_t old_due,
+    int64_t new_due, struct queue_envelope *bounce, struct queue_spool *bounce_spool,
+    queue_done_fn *done, void *arg);
+
+/*
+ * The schedule: fn(arg, id, due) for each message due at or before now, in
+ * order of due time; fn returns non-zero to stop.  *next is set to the due
+ * time of the first message after now, or -1 when there is none (or fn
+ * stopped the walk).  fn runs inside a read transaction: it must not read
+ * the queue itself (that can deadlock against map growth); collect ids.
+ */
+typedef int queue_due_fn(void *arg, const char *id, int64_t due);
+int queue_due(struct queue *q, int64_t now, queue_due_fn *fn, void *arg, int64_t *next);
+
 /* How well group commit works: messages stored per fsynced transaction. */
 struct queue_stats {
 	uint64_t transactions;		/* committed write transactions */
@@ -128,5 +156,8 @@ struct queue_envelope *queue_load(struct queue *q, const char *id);
 /* The stored body of a message, passed to fn in chunks.  0, or -1 when absent. */
 typedef int queue_body_fn(void *arg, const void *data, size_t len);
 int queue_read_body(struct queue *q, const char *id, queue_body_fn *fn, void *arg);
+/* Chunk n (0, 1, …) of a body to fn: 1 when passed, 0 past the end, -1 on error. */
+int queue_read_chunk(struct queue *q, const char *id, uint32_t n, queue_body_fn *fn,
+    void *arg);
 
 #endif

@@ -238,3 +238,63 @@ int queue_read_body(struct queue *q, const char *id, queue_body_fn *fn, void *ar
 	free(buf);
 	return off == size ? 0 : -1;
 }
+
+int queue_read_chunk(struct queue *q, const char *id, uint32_t n, queue_body_fn *fn,
+    void *arg)
+{
+	unsigned char sub[QUEUE_KEY_SUB_LEN];
+	MDB_txn *txn;
+	MDB_val key, val;
+	int rc;
+
+	if (!id_ok(id) || queue_read_begin(q, &txn) != 0)
+		return -1;
+	queue_key_sub(sub, id, n);
+	key = (MDB_val){ sizeof sub, sub };
+	rc = mdb_get(txn, q->db_body, &key, &val);
+	if (rc == MDB_NOTFOUND) {
+		queue_read_end(q, txn);
+		return 0;
+	}
+	/* The map stays valid only inside the transaction: fn copies what it keeps. */
+	rc = rc == 0 && val.mv_size > 0 && val.mv_size <= QUEUE_BODY_CHUNK &&
+	    fn(arg, val.mv_data, val.mv_size) == 0 ? 1 : -1;
+	queue_read_end(q, txn);
+	return rc;
+}
+
+int queue_due(struct queue *q, int64_t now, queue_due_fn *fn, void *arg, int64_t *next)
+{
+	unsigned char first[QUEUE_KEY_SCHED_LEN] = { 0 };
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val key = { sizeof first, first }, val;
+	char id[QUEUE_ID_LEN + 1];
+	int rc;
+
+	*next = -1;
+	if (queue_read_begin(q, &txn) != 0)
+		return -1;
+	if (mdb_cursor_open(txn, q->db_sched, &cur) != 0) {
+		queue_read_end(q, txn);
+		return -1;
+	}
+	/* fn runs inside the read transaction: it must not wait for the writer. */
+	for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+		if (key.mv_size != QUEUE_KEY_SCHED_LEN)
+			continue;
+		int64_t due = (int64_t)queue_be64_get(key.mv_data);
+		if (due > now) {
+			*next = due;
+			break;
+		}
+		memcpy(id, (const char *)key.mv_data + 8, QUEUE_ID_LEN);
+		id[QUEUE_ID_LEN] = '\0';
+		if (queue_id_valid(id, QUEUE_ID_LEN) && fn(arg, id, due) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	queue_read_end(q, txn);
+	return 0;
+}

@@ -14,7 +14,8 @@
 
 #define ENVELOPE_FIXED (1 + 1 + 1 + 1 + 8 + 8 + 4)	/* version ret body flags arrival size nrcpts */
 #define ENVELOPE_SMTPUTF8 0x01
-#define RCPT_FIXED (1 + 1 + 1 + 4 + 8)		/* version state notify attempts next_attempt */
+/* version state notify flags attempts next_attempt last_attempt */
+#define RCPT_FIXED (1 + 1 + 1 + 1 + 4 + 8 + 8)
 #define NOTIFY_ALL (QUEUE_NOTIFY_NEVER | QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE | \
     QUEUE_NOTIFY_DELAY)
 
@@ -60,7 +61,8 @@ void queue_rcpt_clear(struct queue_rcpt *r)
 	free(r->addr);
 	free(r->orcpt);
 	free(r->last_reply);
-	r->addr = r->orcpt = r->last_reply = NULL;
+	free(r->last_relay);
+	r->addr = r->orcpt = r->last_reply = r->last_relay = NULL;
 }
 
 /* Encoding. */
@@ -129,21 +131,26 @@ size_t queue_record_rcpt_len(const struct queue_rcpt *r)
 {
 	if (!r->addr || (unsigned)r->state > QUEUE_RCPT_BOUNCED || (r->notify & ~NOTIFY_ALL))
 		return 0;
-	const char *strs[] = { r->addr, r->orcpt, r->last_reply };
+	const char *strs[] = { r->addr, r->orcpt, r->last_reply, r->last_relay };
+	if (r->flags > 0xff)
+		return 0;
 	return add_strs(RCPT_FIXED, strs, sizeof strs / sizeof strs[0]);
 }
 
 void queue_record_rcpt_encode(const struct queue_rcpt *r, unsigned char *p)
 {
-	p[0] = QUEUE_RECORD_VERSION;
+	p[0] = QUEUE_RCPT_VERSION;
 	p[1] = (unsigned char)r->state;
 	p[2] = (unsigned char)r->notify;
-	queue_be32_put(p + 3, r->attempts);
-	queue_be64_put(p + 7, (uint64_t)r->next_attempt);
+	p[3] = (unsigned char)r->flags;
+	queue_be32_put(p + 4, r->attempts);
+	queue_be64_put(p + 8, (uint64_t)r->next_attempt);
+	queue_be64_put(p + 16, (uint64_t)r->last_attempt);
 	p += RCPT_FIXED;
 	p = put_str(p, r->addr);
 	p = put_str(p, r->orcpt);
-	put_str(p, r->last_reply);
+	p = put_str(p, r->last_reply);
+	put_str(p, r->last_relay);
 }
 
 /* Decoding: a cursor over untrusted bytes.  Every take checks what is left. */
@@ -237,25 +244,29 @@ int queue_record_rcpt_decode(const void *data, size_t len, struct queue_rcpt *r)
 	struct reader rd = { data, len };
 	const unsigned char *p = take(&rd, RCPT_FIXED);
 
-	if (!p || p[0] != QUEUE_RECORD_VERSION || p[1] > QUEUE_RCPT_BOUNCED ||
+	if (!p || p[0] != QUEUE_RCPT_VERSION || p[1] > QUEUE_RCPT_BOUNCED ||
 	    (p[2] & ~NOTIFY_ALL))
 		return -1;
-	char *addr, *orcpt, *last_reply;
-	char **strs[] = { &addr, &orcpt, &last_reply };
+	char *addr, *orcpt, *last_reply, *last_relay;
+	char **strs[] = { &addr, &orcpt, &last_reply, &last_relay };
 	if (take_strs(&rd, strs, sizeof strs / sizeof strs[0]) < 0)
 		return -1;
 	if (!addr || rd.left != 0) {
 		free(addr);
 		free(orcpt);
 		free(last_reply);
+		free(last_relay);
 		return -1;
 	}
 	r->state = (enum queue_rcpt_state)p[1];
 	r->notify = p[2];
-	r->attempts = queue_be32_get(p + 3);
-	r->next_attempt = (int64_t)queue_be64_get(p + 7);
+	r->flags = p[3];
+	r->attempts = queue_be32_get(p + 4);
+	r->next_attempt = (int64_t)queue_be64_get(p + 8);
+	r->last_attempt = (int64_t)queue_be64_get(p + 16);
 	r->addr = addr;
 	r->orcpt = orcpt;
 	r->last_reply = last_reply;
+	r->last_relay = last_relay;
 	return 0;
 }

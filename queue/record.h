@@ -14,6 +14,8 @@
 
 /* Bumped whenever a record's layout changes; decoders refuse versions they do not know. */
 #define QUEUE_RECORD_VERSION 1
+/* Recipients: 2 added flags, last_attempt and last_relay. */
+#define QUEUE_RCPT_VERSION 2
 
 /* A body is stored in chunks of this size, so no value is one huge overflow run. */
 #define QUEUE_BODY_CHUNK (256 * 1024)

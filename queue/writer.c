@@ -65,6 +65,11 @@ static int put_job(struct queue *q, MDB_txn *txn, struct queue_job *job)
 	MDB_val key, val;
 	int rc;
 
+	if (job->state && (rc = queue_put_update(q, txn, job)) != 0)
+		return rc;
+	if (!env)
+		return 0;
+
 	/* A spool that lost a write holds part of a body: never store that as the message. */
 	if (job->spool && (rc = queue_spool_error(job->spool)) != 0)
 		return rc;
@@ -179,6 +184,8 @@ static void write_batch(struct queue *q, struct queue_job *first, size_t count)
 	size_t i;
 
 	for (i = 0, job = first; i < count; i++, job = job->next) {
+		if (!job->env)
+			continue;
 		job->env->size = job_size(job);
 		bytes += job->env->size;
 		if (job->env->arrival == 0)
@@ -193,12 +200,14 @@ static void write_batch(struct queue *q, struct queue_job *first, size_t count)
 	} else {
 		/* Something in the batch failed: alone, each job fails only for its own reasons. */
 		for (i = 0, job = first; i < count; i++, job = job->next) {
-			job->status = status_of(q, rc = write_txn(q, job, 1), job->env->size);
+			job->status = status_of(q, rc = write_txn(q, job, 1), job_size(job));
 			st.transactions += rc == 0;
 		}
 	}
 	for (i = 0, job = first; i < count; i++, job = job->next)
-		if (job->status == QUEUE_OK)
+		if (!job->env)
+			continue;
+		else if (job->status == QUEUE_OK)
 			st.messages++;
 		else
 			st.refused++;
@@ -300,10 +309,15 @@ int queue_commit(struct queue *q, struct queue_envelope *env,
 	job->spool = spool;
 	job->done = done;
 	job->arg = arg;
-	job->status = QUEUE_ERROR;
+	return queue_submit(q, job);
+}
 
+/* Hand a job to the writer thread; its callback comes through queue_dispatch(). */
+int queue_submit(struct queue *q, struct queue_job *job)
+{
+	job->status = QUEUE_ERROR;
 	pthread_mutex_lock(&q->lock);
-	if (q->readonly || !q->writer_running || !env) {
+	if (q->readonly || !q->writer_running || (!job->env && !job->state)) {
 		/* A misuse, but the caller still hears back, the usual way. */
 		list_append(&q->done, job);
 		notify(q);
@@ -332,6 +346,7 @@ void queue_dispatch(struct queue *q)
 		struct queue_job *next = job->next;
 		job->done(job->arg, job->status);
 		queue_envelope_free(job->env);
+		queue_envelope_free(job->state);
 		queue_spool_free(job->spool);
 		free(job);
 		job = next;

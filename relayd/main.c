@@ -21,6 +21,7 @@
 #include "auth/auth.h"
 #include "conf/conf.h"
 #include "queue/queue.h"
+#include "relayd/delivery.h"
 #include "relayd/log.h"
 #include "relayd/server.h"
 #include "relayd/tls.h"
@@ -179,9 +180,17 @@ int main(int argc, char **argv)
 		conf_free(conf);
 		return 1;
 	}
+	auth_sasl_threads();	/* before any Cyrus init: the worker thread shares Cyrus */
 	struct auth_server *auth = auth_server_new(conf, err, sizeof err);
 	if (!auth && err[0]) {
 		fprintf(stderr, "relayd: %s\n", err);
+		SSL_CTX_free(tls_ctx);
+		conf_free(conf);
+		return 1;
+	}
+	if (delivery_check(conf, err, sizeof err) < 0 || auth_client_init() < 0) {
+		fprintf(stderr, "relayd: %s\n", err[0] ? err : "Cyrus SASL client: cannot start");
+		auth_server_free(auth);
 		SSL_CTX_free(tls_ctx);
 		conf_free(conf);
 		return 1;
@@ -217,6 +226,9 @@ int main(int argc, char **argv)
 		fatal("%s", err);
 	srv.tls_ctx = tls_ctx;
 	srv.auth = auth;
+	/* Passwords and CA files are read now, before privileges go. */
+	if (!(srv.delivery = delivery_new(conf, base, err, sizeof err)))
+		fatal("%s", err);
 	if (!(srv.auth_penalty = auth_penalty_new()))
 		fatal("out of memory");
 	if (!foreground)
@@ -256,7 +268,9 @@ int main(int argc, char **argv)
 	log_info("queue: %llu messages committed in %llu transactions, %llu refused",
 	    (unsigned long long)st.messages, (unsigned long long)st.transactions,
 	    (unsigned long long)st.refused);
-	queue_close(queue);
+	queue_close(queue);	/* the last results' callbacks still need the delivery */
+	delivery_free(srv.delivery);
+	auth_client_done();
 	log_info("relayd stopped");
 	event_base_free(base);
 	libevent_global_shutdown();

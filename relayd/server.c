@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "relayd/delivery.h"
 #include "relayd/log.h"
 #include "relayd/smtp_server.h"
 
@@ -153,6 +154,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	    sig == SIGTERM ? "SIGTERM" : "SIGINT", srv->nsessions);
 	srv->stopping = 1;
 	stop_listening(srv);
+	delivery_stop(srv->delivery);
 	smtp_server_shutdown(srv, 0);
 	server_session_gone(srv);
 }
@@ -192,6 +194,8 @@ int server_run(struct server *srv, struct queue *queue)
 			return -1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	if (srv->delivery && delivery_start(srv->delivery, queue) < 0)
+		return -1;
 	listeners_enable(srv, 1);
 	for (size_t i = 0; i < srv->conf->nlisten; i++)
 		log_info("listening on %s%s", srv->conf->listen[i].text,

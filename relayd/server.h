@@ -16,6 +16,7 @@ struct smtp_session;
 struct auth_server;
 struct auth_penalty;
 struct auth_worker;
+struct delivery;
 struct ssl_ctx_st;
 
 /* One listening socket; implicit_tls for `listen ADDR:PORT tls`. */
@@ -36,6 +37,7 @@ struct server {
 	struct auth_worker *auth_worker;	/* runs every Cyrus call; with auth */
 	struct event *auth_event;	/* the worker's answers are ready */
 	struct auth_penalty *auth_penalty;	/* failed logins per address */
+	struct delivery *delivery;	/* forwarding to upstreams */
 	struct smtp_session *sessions;	/* doubly linked through session->next/prev */
 	unsigned nsessions;
 	int stopping;

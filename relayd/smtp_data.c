@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "relayd/delivery.h"
 #include "relayd/log.h"
 #include "relayd/smtp_session.h"
 
@@ -86,6 +87,7 @@ static void commit_done(void *arg, enum queue_status status)
 		log_info("%s", s->accept_line);
 		s->messages++;
 		smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", s->commit_id);
+		delivery_kick(s->srv->delivery);
 		break;
 	case QUEUE_FULL:
 		log_warn("%s: not queued: queue map or disk full (452 4.3.1) from [%s]:%u",

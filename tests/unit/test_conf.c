@@ -329,6 +329,41 @@ static void test_every_keyword(void)
 }
 
 /* `log` targets and upstream port defaults: one small file per row. */
+static void test_routes_and_retries(void)
+{
+	const char *text =
+	    "route .example.com backup\n"
+	    "upstream main {\n host smtp.example.net\n}\n"
+	    "upstream backup {\n host 192.0.2.1\n}\n"
+	    "route * main backup\n"
+	    "retry_min 1s\nretry_max 10s\nqueue_lifetime 1m\ndelay_warning 30s\n";
+	char err[256];
+	struct config *c = conf_parse("t", text, err, sizeof err);
+
+	CHECK(c != NULL);
+	if (!c) {
+		fprintf(stderr, "  %s\n", err);
+		return;
+	}
+	CHECK(c->nroutes == 2);
+	if (c->nroutes == 2) {
+		CHECK_STR(c->routes[0].pattern, ".example.com");
+		CHECK(c->routes[0].nupstreams == 1 && c->routes[0].upstreams[0] == 1);
+		CHECK_STR(c->routes[1].pattern, "*");
+		CHECK(c->routes[1].nupstreams == 2 && c->routes[1].upstreams[0] == 0 &&
+		    c->routes[1].upstreams[1] == 1);
+		CHECK(c->routes[1].line == 8);
+	}
+	CHECK(c->retry_min == 1 && c->retry_max == 10);
+	CHECK(c->queue_lifetime == 60 && c->delay_warning == 30);
+	conf_free(c);
+
+	c = conf_parse("t", "", err, sizeof err);
+	CHECK(c && c->retry_min == 300 && c->retry_max == 3600 &&
+	    c->queue_lifetime == 5 * 86400 && c->delay_warning == 0 && c->nroutes == 0);
+	conf_free(c);
+}
+
 static void test_small_values(void)
 {
 	static const struct { const char *text; int log; unsigned port; } rows[] = {
@@ -468,6 +503,15 @@ static void test_errors(void)
 		{ "upstream a {\n port 25\n\n}\n", "t:4: upstream \"a\" has no host" },
 		{ "upstream a {\n host h\n user u\n}\n",
 		  "t:4: upstream \"a\": user and password_file go together" },
+		{ "route example..com a\n", "t:1: route: bad domain \"example..com\" (use *, "
+		  "example.com or .example.com)" },
+		{ "route * a\n", "t:1: route *: no upstream block named \"a\"" },
+		{ "upstream a {\n host h\n}\nroute * a\nroute * a\n",
+		  "t:5: route * given twice (first at line 4)" },
+		{ "route *\n", "t:1: route needs at least 2 arguments" },
+		{ "retry_min 2h\n", "t:1: retry_max 3600s is shorter than retry_min 7200s" },
+		{ "retry_min 0\n",
+		  "t:1: retry_min: bad duration \"0\" (use 30s, 5m, 4h, 5d; at least 1s)" },
 		{ "upstream a {\n host h\n password_file /p\n}\n",
 		  "t:4: upstream \"a\": user and password_file go together" },
 		/* duplicates */
@@ -678,6 +722,7 @@ int main(void)
 	TEST_CASE(test_listen);
 	TEST_CASE(test_defaults);
 	TEST_CASE(test_every_keyword);
+	TEST_CASE(test_routes_and_retries);
 	TEST_CASE(test_small_values);
 	TEST_CASE(test_words);
 	TEST_CASE(test_errors);

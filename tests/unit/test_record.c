@@ -29,8 +29,9 @@ static const struct queue_rcpt rcpts[] = {
 	  .notify = QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE | QUEUE_NOTIFY_DELAY,
 	  .state = QUEUE_RCPT_PENDING, .attempts = 0, .next_attempt = 0 },
 	{ .addr = "ann@yandex.ru", .notify = QUEUE_NOTIFY_NEVER, .state = QUEUE_RCPT_BOUNCED,
-	  .attempts = 7, .next_attempt = 1731318503,
-	  .last_reply = "553 5.7.1 Sender address rejected: not owned by auth user" },
+	  .attempts = 7, .next_attempt = 1731318503, .last_attempt = 1731318000,
+	  .last_reply = "553 5.7.1 Sender address rejected:\nnot owned by auth user",
+	  .last_relay = "smtp.yandex.ru[77.88.21.158]:465", .flags = QUEUE_RCPT_WARNED },
 	{ .addr = "", .orcpt = "", .last_reply = "", .state = QUEUE_RCPT_SENT,
 	  .attempts = UINT32_MAX, .next_attempt = INT64_MIN },
 };
@@ -108,6 +109,9 @@ static void test_rcpt_round_trip(void)
 		CHECK(got.state == rcpts[i].state);
 		CHECK(got.attempts == rcpts[i].attempts);
 		CHECK(got.next_attempt == rcpts[i].next_attempt);
+		CHECK(got.last_attempt == rcpts[i].last_attempt);
+		CHECK(got.flags == rcpts[i].flags);
+		CHECK_STR(got.last_relay, rcpts[i].last_relay);
 		queue_rcpt_clear(&got);
 		free(buf);
 	}
@@ -179,8 +183,9 @@ static void test_envelope_garbage_refused(void)
 	}
 }
 
-/* Fixed part: version state notify attempts(4) next_attempt(8). */
-#define RCPT_HEAD(v, state, notify) v, state, notify, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2
+/* Fixed part: version state notify flags attempts(4) next_attempt(8) last_attempt(8). */
+#define RCPT_HEAD(v, state, notify) v, state, notify, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, \
+	0, 0, 0, 0, 0, 0, 0, 3
 
 static const struct {
 	const char *name;
@@ -188,14 +193,18 @@ static const struct {
 	size_t len;
 } bad_rcpt_rows[] = {
 	{ "empty", { 0 }, 0 },
-	{ "version 9", { RCPT_HEAD(9, 0, 0), 0, 0, 0, 1, 'a', NULLSTR, NULLSTR }, 28 },
-	{ "state 3", { RCPT_HEAD(1, 3, 0), 0, 0, 0, 1, 'a', NULLSTR, NULLSTR }, 28 },
-	{ "notify bit 4", { RCPT_HEAD(1, 0, 16), 0, 0, 0, 1, 'a', NULLSTR, NULLSTR }, 28 },
-	{ "NULL address", { RCPT_HEAD(1, 0, 0), NULLSTR, NULLSTR, NULLSTR }, 27 },
-	{ "reply missing", { RCPT_HEAD(1, 0, 0), 0, 0, 0, 1, 'a', NULLSTR }, 24 },
-	{ "trailing bytes", { RCPT_HEAD(1, 0, 0), 0, 0, 0, 1, 'a', NULLSTR, NULLSTR, 1, 2 }, 30 },
-	{ "NUL in reply", { RCPT_HEAD(1, 0, 0), 0, 0, 0, 1, 'a', NULLSTR, 0, 0, 0, 1, 0 }, 29 },
-	{ "huge length", { RCPT_HEAD(1, 0, 0), 0x7f, 0xff, 0xff, 0xff, 'a' }, 20 },
+	{ "version 9", { RCPT_HEAD(9, 0, 0), 0, 0, 0, 1, 'a', NULLSTR, NULLSTR, NULLSTR }, 40 },
+	{ "version 1", { RCPT_HEAD(1, 0, 0), 0, 0, 0, 1, 'a', NULLSTR, NULLSTR, NULLSTR }, 40 },
+	{ "state 3", { RCPT_HEAD(2, 3, 0), 0, 0, 0, 1, 'a', NULLSTR, NULLSTR, NULLSTR }, 40 },
+	{ "notify bit 4", { RCPT_HEAD(2, 0, 16), 0, 0, 0, 1, 'a', NULLSTR, NULLSTR, NULLSTR }, 40 },
+	{ "NULL address", { RCPT_HEAD(2, 0, 0), NULLSTR, NULLSTR, NULLSTR, NULLSTR }, 39 },
+	{ "reply missing", { RCPT_HEAD(2, 0, 0), 0, 0, 0, 1, 'a', NULLSTR }, 32 },
+	{ "relay missing", { RCPT_HEAD(2, 0, 0), 0, 0, 0, 1, 'a', NULLSTR, NULLSTR }, 36 },
+	{ "trailing bytes", { RCPT_HEAD(2, 0, 0), 0, 0, 0, 1, 'a', NULLSTR, NULLSTR, NULLSTR, 1, 2 },
+	  42 },
+	{ "NUL in reply", { RCPT_HEAD(2, 0, 0), 0, 0, 0, 1, 'a', NULLSTR, 0, 0, 0, 1, 0, NULLSTR },
+	  41 },
+	{ "huge length", { RCPT_HEAD(2, 0, 0), 0x7f, 0xff, 0xff, 0xff, 'a' }, 28 },
 };
 
 static void test_rcpt_garbage_refused(void)

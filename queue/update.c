@@ -1,0 +1,107 @@
+/*
+ * update — delivery results into the queue: a message's recipients with
+ * their new states, its new place in the schedule, or its removal once every
+ * recipient is done; and, in the same transaction, the bounce those results
+ * call for.  So a crash never leaves a recipient marked bounced without its
+ * DSN, nor a DSN queued for a recipient still pending.  Written by the writer
+ * thread, group-committed with everything else.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue/internal.h"
+#include "queue/record.h"
+
+static int del_key(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t len)
+{
+	MDB_val key = { len, (void *)k };
+	int rc = mdb_del(txn, dbi, &key, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Every record of db whose key starts with the id (rcpt or body). */
+static int del_prefixed(MDB_txn *txn, MDB_dbi dbi, const char *id)
+{
+	unsigned char sub[QUEUE_KEY_SUB_LEN];
+	MDB_cursor *cur;
+	MDB_val key, val;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0)
+		return rc;
+	queue_key_sub(sub, id, 0);
+	key = (MDB_val){ sizeof sub, sub };
+	rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+	while (rc == 0 && key.mv_size == sizeof sub && memcmp(key.mv_data, id, QUEUE_ID_LEN) == 0) {
+		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+		rc = mdb_cursor_get(cur, &key, &val, MDB_GET_CURRENT);
+		if (rc == MDB_NOTFOUND || rc == EINVAL)	/* deleted the last one */
+			rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job)
+{
+	const struct queue_envelope *st = job->state;
+	unsigned char sub[QUEUE_KEY_SUB_LEN], sched[QUEUE_KEY_SCHED_LEN];
+	MDB_val key, val;
+	int rc;
+
+	/* The old entry goes first, so that no stale one can outlive its message. */
+	queue_key_sched(sched, job->old_due, st->id);
+	if ((rc = del_key(txn, q->db_sched, sched, sizeof sched)) != 0)
+		return rc;
+	/* Gone already (relayctl delete): nothing to record. */
+	key = (MDB_val){ QUEUE_ID_LEN, (void *)st->id };
+	if ((rc = mdb_get(txn, q->db_msg, &key, &val)) == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return rc;
+	if (job->new_due < 0) {
+		if ((rc = del_key(txn, q->db_msg, st->id, QUEUE_ID_LEN)) != 0 ||
+		    (rc = del_prefixed(txn, q->db_rcpt, st->id)) != 0)
+			return rc;
+		return del_prefixed(txn, q->db_body, st->id);
+	}
+	for (size_t i = 0; i < st->nrcpts; i++) {
+		size_t len = queue_record_rcpt_len(&st->rcpts[i]);
+		if (len == 0)
+			return EINVAL;
+		queue_key_sub(sub, st->id, (uint32_t)i);
+		key = (MDB_val){ sizeof sub, sub };
+		val = (MDB_val){ len, NULL };
+		if ((rc = mdb_put(txn, q->db_rcpt, &key, &val, MDB_RESERVE)) != 0)
+			return rc;
+		queue_record_rcpt_encode(&st->rcpts[i], val.mv_data);
+	}
+	queue_key_sched(sched, job->new_due, st->id);
+	key = (MDB_val){ sizeof sched, sched };
+	val = (MDB_val){ 0, NULL };
+	return mdb_put(txn, q->db_sched, &key, &val, 0);
+}
+
+int queue_update(struct queue *q, struct queue_envelope *state, int64_t old_due,
+    int64_t new_due, struct queue_envelope *bounce, struct queue_spool *bounce_spool,
+    queue_done_fn *done, void *arg)
+{
+	struct queue_job *job = calloc(1, sizeof *job);
+
+	if (!job) {
+		queue_envelope_free(state);
+		queue_envelope_free(bounce);
+		queue_spool_free(bounce_spool);
+		return -1;
+	}
+	job->state = state;
+	job->old_due = old_due;
+	job->new_due = new_due;
+	job->env = bounce;
+	job->spool = bounce_spool;
+	job->done = done;
+	job->arg = arg;
+	return queue_submit(q, job);
+}

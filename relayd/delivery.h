@@ -1,0 +1,105 @@
+/*
+ * delivery — the half of relayd that forwards mail (DESIGN.md, Delivery):
+ * the scheduler finds due messages in the queue's schedule, routes each
+ * recipient to an upstream, hands jobs to that upstream's SMTP client
+ * connections (at most max_connections, reused), and writes every result
+ * back before it counts: sent, deferred with exponential backoff, or bounced
+ * with a DSN to the sender.  One log line per recipient per attempt.
+ */
+#ifndef RELAYD_DELIVERY_H
+#define RELAYD_DELIVERY_H
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <openssl/ssl.h>
+#include <stdint.h>
+
+#include "conf/conf.h"
+#include "queue/queue.h"
+
+struct smtp_client;
+struct delivery_msg;
+
+/* One configured upstream at run time. */
+struct upstream {
+	const struct conf_upstream *conf;
+	struct delivery *d;
+	SSL_CTX *tls;			/* client context; NULL with `tls none` */
+	char *password;			/* from password_file, or NULL */
+	unsigned nconn;			/* connections open or opening */
+	struct delivery_job *wait_head, *wait_tail;	/* jobs no connection has yet */
+	struct smtp_client *idle;	/* connections waiting for a job */
+	struct smtp_client *conns;	/* every connection */
+};
+
+/* One recipient's outcome in a job. */
+struct job_rcpt {
+	size_t index;			/* in msg->env->rcpts */
+	int code;			/* the reply's code; 0 = not yet known */
+	char dsn[16];
+	char *text;			/* the whole reply, or relayd's own reason */
+	int accepted;			/* RCPT got 2xx */
+};
+
+/* Some recipients of one message, for one upstream. */
+struct delivery_job {
+	struct delivery_msg *msg;
+	const struct queue_envelope *env;	/* the message's (owned by msg) */
+	struct upstream *up;
+	struct job_rcpt *rcpts;
+	size_t nrcpts;
+	char relay[300];		/* "host[ip]:port", or "none" */
+	double t_created, t_assigned, t_ready, t_done;	/* for delays=a/b/c/d */
+	struct delivery_job *next;	/* in the upstream's wait list */
+};
+
+struct delivery {
+	const struct config *conf;
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct queue *queue;
+	struct upstream *upstreams;	/* one per conf->upstreams */
+	size_t nupstreams;
+	struct delivery_msg *active;	/* messages in flight */
+	size_t nactive;
+	struct event *timer;		/* the next due time, or a kick */
+	int stopping;
+	unsigned inflight_updates;	/* results being written */
+};
+
+/*
+ * Read every upstream's password_file and CA now (before privileges go):
+ * 0, or -1 with "FILE:LINE: message".  Also what `relayd -n` checks.
+ */
+int delivery_check(const struct config *conf, char *err, size_t errlen);
+struct delivery *delivery_new(const struct config *conf, struct event_base *base, char *err,
+    size_t errlen);
+/* Begin: due mail is looked for now, and whenever delivery_kick() says so. */
+int delivery_start(struct delivery *d, struct queue *q);
+/* New mail was committed: look for due work at once. */
+void delivery_kick(struct delivery *d);
+/* Stop: close connections; what is in flight stays queued for the next start. */
+void delivery_stop(struct delivery *d);
+/* 1 while results are still being written (the server waits before exiting). */
+int delivery_busy(const struct delivery *d);
+void delivery_free(struct delivery *d);
+
+/* smtp_client.c ↔ delivery.c */
+struct delivery_job *upstream_next_job(struct upstream *up);
+void delivery_job_done(struct delivery_job *job);
+/* A connection could not be made or broke: fail what waits with the same reason. */
+void upstream_failed(struct upstream *up, int code, const char *dsn, const char *why,
+    const char *relay);
+/* A connection of up has closed: waiting work may open another. */
+void upstream_slot_free(struct upstream *up);
+/* Start a connection for up, which will take jobs from its wait list.  -1 on failure. */
+int smtp_client_open(struct upstream *up);
+/* Give an idle connection a job. */
+void smtp_client_run(struct smtp_client *c, struct delivery_job *job);
+/* Close every connection of up at once (stopping): their jobs are left undecided. */
+void smtp_client_abort_all(struct upstream *up);
+
+/* Log line helpers. */
+double delivery_now(void);
+
+#endif

@@ -1,0 +1,195 @@
+"""
+test_delivery — swaks → relayd → an aiosmtpd upstream (tests/integration/
+upstream.py): byte-exact forwarding, STARTTLS and implicit TLS with
+verification, AUTH, retries, bounces, and the delivery log line for every
+attempt.
+"""
+import os
+import re
+import tempfile
+import time
+
+from harness import Client, certs, running, run, test, wait_for
+from upstream import Upstream
+
+PASSWORD = "upstream secret"
+
+
+def upstream_conf(u, tls="none", user=None, ca=None, verify="yes", extra=""):
+    text = "upstream up {\n host 127.0.0.1\n port %d\n tls %s\n verify %s\n" % (
+        u.port, tls, verify)
+    if ca:
+        text += " ca_file %s\n" % ca
+    if user:
+        path = os.path.join(u.dir, "password")
+        with open(path, "w") as f:
+            f.write(PASSWORD + "\n")
+        os.chmod(path, 0o600)
+        text += " user %s\n password_file %s\n" % (user, path)
+    return text + "}\nroute * up\nretry_min 1s\nretry_max 2s\n" + extra
+
+
+def stuffed(body):
+    return re.sub(r"(?m)^\.", "..", body)
+
+
+def submit(r, rcpts, body, sender="alice@relay.test"):
+    c = Client(r.port)
+    c.hello()
+    qid = c.send_message(sender, rcpts, stuffed(body))
+    c.cmd("QUIT", 221)
+    return qid
+
+
+BODY = ("From: alice@relay.test\r\nTo: bob@example.com\r\nSubject: hi\r\n\r\n"
+        "line one\r\n.leading dot\r\n..two dots\r\nlast line\r\n")
+
+
+@test
+def test_plain_delivery_is_byte_exact_and_logged():
+    d = tempfile.mkdtemp(prefix="upstream-")
+    with Upstream(d) as u:
+        with running(extra=upstream_conf(u)) as r:
+            qid = submit(r, ["bob@example.com"], BODY)
+            msgs = u.wait_messages(1, 20)
+            m = msgs[0]
+            assert m["mail_from"] == "alice@relay.test", m
+            assert m["rcpt_tos"] == ["bob@example.com"], m
+            data = m["data"]
+            assert data.startswith(b"Received: "), data[:200]
+            assert data.endswith(BODY.encode()), data
+            wait_for(lambda: "%s: removed" % qid in r.log_text(), 10, what="removal")
+            log = r.log_text()
+            line = [l for l in log.splitlines() if "to=<bob@example.com>" in l][0]
+            assert re.search(r"%s: to=<bob@example.com>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d, "
+                             r"upstream=up, delay=[0-9.e-]+, delays=[0-9.e/-]+, dsn=2\.0\.0, "
+                             r"status=sent \(250 " % (qid, u.port), line), line
+            assert r.queued_ids() == []
+
+
+def sent_line(r, qid, rcpt):
+    lines = [l for l in r.log_text().splitlines() if "%s: to=<%s>" % (qid, rcpt) in l]
+    return lines
+
+
+@test
+def test_starttls_with_verification_and_auth():
+    c = certs()
+    d = tempfile.mkdtemp(prefix="upstream-")
+    with Upstream(d, tls="starttls", require_tls=True,
+                  auth={"user": "relay", "password": PASSWORD}) as u:
+        with running(extra=upstream_conf(u, tls="starttls", user="relay", ca=c["ca"])) as r:
+            qid = submit(r, ["bob@example.com"], BODY)
+            m = u.wait_messages(1, 20)[0]
+            assert m["auth"] == "relay" and m["tls"], m
+            assert m["data"].endswith(BODY.encode())
+            wait_for(lambda: "%s: removed" % qid in r.log_text(), 10, what="removal")
+
+
+@test
+def test_implicit_tls():
+    c = certs()
+    d = tempfile.mkdtemp(prefix="upstream-")
+    with Upstream(d, tls="implicit") as u:
+        with running(extra=upstream_conf(u, tls="tls", ca=c["ca"])) as r:
+            qid = submit(r, ["bob@example.com"], BODY)
+            m = u.wait_messages(1, 20)[0]
+            assert m["tls"], m
+            wait_for(lambda: "%s: removed" % qid in r.log_text(), 10, what="removal")
+
+
+@test
+def test_wrong_ca_defers_and_sends_nothing():
+    d = tempfile.mkdtemp(prefix="upstream-")
+    with Upstream(d, tls="starttls", require_tls=True) as u:
+        # The system store does not know the test CA.
+        with running(extra=upstream_conf(u, tls="starttls")) as r:
+            qid = submit(r, ["bob@example.com"], BODY)
+            wait_for(lambda: sent_line(r, qid, "bob@example.com"), 20, what="an attempt")
+            line = sent_line(r, qid, "bob@example.com")[0]
+            assert "status=deferred" in line and "certificate verification failed" in line, line
+            assert u.messages() == []
+            assert r.queued_ids() == [qid]
+
+
+@test
+def test_wrong_password_defers_with_the_535_in_the_log():
+    c = certs()
+    d = tempfile.mkdtemp(prefix="upstream-")
+    with Upstream(d, tls="starttls", auth={"user": "relay", "password": "other"}) as u:
+        with running(extra=upstream_conf(u, tls="starttls", user="relay", ca=c["ca"])) as r:
+            qid = submit(r, ["bob@example.com"], BODY)
+            wait_for(lambda: sent_line(r, qid, "bob@example.com"), 20, what="an attempt")
+            line = sent_line(r, qid, "bob@example.com")[0]
+            assert "status=deferred" in line and "535" in line and "dsn=4.7.8" in line, line
+            assert u.messages() == []
+
+
+@test
+def test_greylisting_succeeds_on_the_third_try():
+    d = tempfile.mkdtemp(prefix="upstream-")
+    grey = ["451 4.7.1 Greylisted, try again", "451 4.7.1 Greylisted", "250 2.1.5 Ok"]
+    with Upstream(d, rcpt_replies={"grey@example.com": grey}) as u:
+        with running(extra=upstream_conf(u)) as r:
+            qid = submit(r, ["grey@example.com"], BODY)
+            wait_for(lambda: "%s: removed" % qid in r.log_text(), 30, what="delivery")
+            lines = sent_line(r, qid, "grey@example.com")
+            assert [("deferred" in l, "sent" in l) for l in lines] == \
+                [(True, False), (True, False), (False, True)], lines
+            assert "dsn=4.7.1" in lines[0] and "Greylisted" in lines[0]
+            assert len(u.messages()) == 1
+
+
+@test
+def test_permanent_reject_bounces_to_the_sender():
+    d = tempfile.mkdtemp(prefix="upstream-")
+    gmail = ("550-5.7.1 [127.0.0.1] The IP you're using to send mail is not authorized\n"
+             "550 5.7.1 to send email directly to our servers.")
+    with Upstream(d, rcpt_replies={"nobody@example.com": [gmail]}) as u:
+        with running(extra=upstream_conf(u)) as r:
+            qid = submit(r, ["nobody@example.com", "bob@example.com"], BODY)
+            # bob is delivered; the DSN about nobody goes back through the same upstream.
+            msgs = u.wait_messages(2, 20)
+            dsn = [m for m in msgs if m["mail_from"] == ""]
+            assert len(dsn) == 1, msgs
+            assert dsn[0]["rcpt_tos"] == ["alice@relay.test"]
+            import email
+            report = email.message_from_bytes(dsn[0]["data"])
+            assert report.get_content_type() == "multipart/report"
+            parts = report.get_payload()
+            status = parts[1].get_payload()
+            fields = "\n".join(str(p) for p in status)
+            assert "Final-Recipient: rfc822; nobody@example.com" in fields, fields
+            assert "Status: 5.7.1" in fields and "Action: failed" in fields, fields
+            line = sent_line(r, qid, "nobody@example.com")[0]
+            assert "status=bounced" in line and "not authorized" in line, line
+            assert "%s: sender non-delivery notification: " % qid in r.log_text()
+
+
+@test
+def test_null_sender_is_never_bounced():
+    d = tempfile.mkdtemp(prefix="upstream-")
+    with Upstream(d, rcpt_replies={"nobody@example.com": ["550 5.1.1 no such user"]}) as u:
+        with running(extra=upstream_conf(u)) as r:
+            qid = submit(r, ["nobody@example.com"], BODY, sender="")
+            wait_for(lambda: "%s: removed" % qid in r.log_text(), 20, what="removal")
+            time.sleep(0.5)
+            assert u.messages() == []
+            assert "notification" not in r.log_text()
+
+
+@test
+def test_recipient_expires_and_is_returned():
+    d = tempfile.mkdtemp(prefix="upstream-")
+    with Upstream(d, rcpt_replies={"slow@example.com": ["451 4.2.0 try later"]}) as u:
+        with running(extra=upstream_conf(u, extra="queue_lifetime 3s\n")) as r:
+            qid = submit(r, ["slow@example.com"], BODY)
+            wait_for(lambda: "%s: removed" % qid in r.log_text(), 30, what="expiry")
+            lines = sent_line(r, qid, "slow@example.com")
+            assert "status=expired" in lines[-1], lines
+            dsn = u.wait_messages(1, 20)
+            assert dsn[0]["mail_from"] == "" and dsn[0]["rcpt_tos"] == ["alice@relay.test"]
+
+
+if __name__ == "__main__":
+    run()
