@@ -92,8 +92,8 @@ static void run(struct job *j)
 		j->result = auth_session_step(j->as, j->text, &j->challenge);
 		break;
 	case JOB_FREE:
+		/* j->as stays as it was: auth_worker_release() reads it under the lock. */
 		auth_session_free(j->as);
-		j->as = NULL;
 		break;
 	}
 }

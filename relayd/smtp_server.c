@@ -95,7 +95,13 @@ void smtp_session_close(struct smtp_session *s)
 	bufferevent_disable(s->bev, EV_READ);
 	evtimer_del(s->deadline);
 	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+	/*
+	 * Mid-handshake nothing can be flushed, and with reading off the
+	 * handshake would never move again: free now, or the session (and a
+	 * max_clients slot, and a graceful stop) waits for ever.
+	 */
+	if (s->tls_handshaking ||
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
 		/* Nothing to flush, so no write callback will come: free from the
 		 * loop, never under the feet of the caller still holding s. */
 		struct timeval now = { 0, 0 };

@@ -313,8 +313,11 @@ def test_dsn_parameters_are_stored():
         rc, out, err = r.relayctl("show", qid)
         assert rc == 0, err
         assert "envid: QQ+2B314" in out and "ret: HDRS" in out and "body: 8BITMIME" in out, out
-        assert "rcpt: <b@example.org> state=pending attempts=0 notify=SUCCESS,FAILURE, orcpt=rfc822;b@example.org" in out, out
-        assert "rcpt: <c@example.org> state=pending attempts=0 notify=NEVER" in out, out
+        # No route: the scheduler may already have made (and deferred) an attempt.
+        assert re.search(r"rcpt: <b@example.org> state=pending attempts=\d+ "
+                         r"notify=SUCCESS,FAILURE, orcpt=rfc822;b@example.org", out), out
+        assert re.search(r"rcpt: <c@example.org> state=pending attempts=\d+ notify=NEVER",
+                         out), out
 
 
 @test

@@ -124,6 +124,29 @@ def test_failed_handshake_is_logged():
 
 
 @test
+def test_sigterm_and_timeouts_during_a_stalled_handshake():
+    """Clients that never finish a handshake must not hold a slot or the stop for ever."""
+    port = free_port()
+    extra = tls_conf() + "listen 127.0.0.1:%d tls\ntimeout_command 1s\ntimeout_idle 2s\n" % port
+    with running(extra=extra) as r:
+        # STARTTLS answered, then silence: the command deadline must still free it.
+        c = Client(r.port)
+        c.hello()
+        c.send("STARTT")
+        c.send("LS\r\n")
+        c.expect(220)
+        wait_for(lambda: r.log_text().count("disconnect from") >= 1, 10,
+                 what="the stalled STARTTLS session to be freed")
+        # Silent clients on the implicit TLS port, then SIGTERM: the stop finishes.
+        silent = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+        wait_for(lambda: r.log_text().count("connect from") >= 5, 10, what="connections")
+        assert r.stop(timeout=10) == 0
+        for s_ in silent:
+            s_.close()
+        c.close()
+
+
+@test
 def test_tls_below_1_2_is_refused():
     with running(extra=tls_conf()) as r:
         c = Client(r.port)

@@ -41,6 +41,14 @@ when a new Upstream reuses the directory:
   DIR/messages/NNNN.json  the envelope, written after the .eml
   DIR/sessions/NNNN.json  one per connection, rewritten after every reply
   DIR/upstream.json (options), DIR/upstream.port (written once listening), DIR/upstream.log
+messages() holds every DATA received, also those answered 4xx/5xx or dropped ("reply" is the
+answer or None, "dropped"); messages(accepted=True) keeps the 2xx ones.
+
+Around aiosmtpd 1.4.3: smtp_MAIL/smtp_RCPT are replaced (DSN and AUTH= parameters, 552 5.3.4,
+options kept as sent where aiosmtpd upper-cases them); handle_EHLO adds DSN and drops AUTH when
+no auth is set; require_tls is ours (aiosmtpd's says 530 without 5.7.0); auth_require_tls is
+False unless STARTTLS, as aiosmtpd does not count implicit TLS as TLS; commands are recorded
+by wrapping the stream reader's readuntil(), so AUTH continuation lines are never seen.
 
 Self-check:  /usr/bin/python3 upstream.py --selftest
 """
