@@ -7,7 +7,7 @@
  * timeout.  One thread, because Cyrus runs without mutex callbacks and its
  * plugins keep global state.
  *
- * Jobs go in through `todo`, come back through `done` with a byte on a pipe
+ * Jobs go in through `queued`, come back through `done` with a byte on a pipe
  * (the event loop watches auth_worker_fd()).  A session released while a job
  * of it is pending is only marked: its callback is never called, and the
  * worker disposes of it after whatever it is doing.
@@ -44,9 +44,9 @@ struct job_list {
 struct auth_worker {
 	pthread_t thread;
 	pthread_mutex_t lock;
-	pthread_cond_t wake;		/* todo has work, or stop */
+	pthread_cond_t wake;		/* queued has work, or stop */
 	pthread_cond_t idle;		/* the thread has finished (auth_worker_free waits) */
-	struct job_list todo, done;
+	struct job_list queued, done;
 	struct job *running;
 	int stop, finished;
 	int notify_rd, notify_wr;
@@ -113,7 +113,7 @@ static void *worker_main(void *arg)
 
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
-		struct job *j = list_pop(&w->todo);
+		struct job *j = list_pop(&w->queued);
 		if (!j) {
 			if (w->stop)
 				break;
@@ -191,7 +191,7 @@ static int submit(struct auth_worker *w, enum job_type type, struct auth_session
 	j->done = done;
 	j->arg = arg;
 	pthread_mutex_lock(&w->lock);
-	list_push(&w->todo, j);
+	list_push(&w->queued, j);
 	pthread_cond_signal(&w->wake);
 	pthread_mutex_unlock(&w->lock);
 	return 0;
@@ -221,7 +221,7 @@ void auth_worker_release(struct auth_worker *w, struct auth_session *as)
 	if (!as)
 		return;
 	pthread_mutex_lock(&w->lock);
-	cancel_in(&w->todo, as);
+	cancel_in(&w->queued, as);
 	cancel_in(&w->done, as);
 	if (w->running && w->running->as == as)
 		w->running->cancelled = 1;
