@@ -46,6 +46,11 @@ struct conf_upstream {
 	char *user;
 	char *password_file;
 	unsigned max_connections;	/* default 4 */
+	/* RFC 5321 §4.5.3.2 client timeouts, seconds. */
+	unsigned timeout_connect;	/* TCP connect, default 30 */
+	unsigned timeout_command;	/* each reply (greeting, EHLO, MAIL, RCPT…), default 300 */
+	unsigned timeout_data;		/* the reply to the final dot, default 600 */
+	unsigned timeout_idle;		/* an unused connection is closed after this, default 5 */
 	int line;			/* where the block starts, for messages */
 };
 

@@ -344,6 +344,14 @@ static const struct conf_keyword conf_upstream_keywords[] = {
 	    CONF_ONCE },
 	{ "max_connections", conf_set_count, offsetof(struct conf_upstream, max_connections),
 	    1, 1, CONF_ONCE },
+	{ "timeout_connect", conf_set_timeout, offsetof(struct conf_upstream, timeout_connect),
+	    1, 1, CONF_ONCE },
+	{ "timeout_command", conf_set_timeout, offsetof(struct conf_upstream, timeout_command),
+	    1, 1, CONF_ONCE },
+	{ "timeout_data", conf_set_timeout, offsetof(struct conf_upstream, timeout_data), 1, 1,
+	    CONF_ONCE },
+	{ "timeout_idle", conf_set_timeout, offsetof(struct conf_upstream, timeout_idle), 1, 1,
+	    CONF_ONCE },
 };
 
 /* At `}`: the block must name a host; the port follows the TLS mode unless given. */
@@ -400,6 +408,10 @@ static int conf_open_upstream(struct conf_parser *p, void *base, size_t offset, 
 	u->tls = CONF_TLS_STARTTLS;
 	u->verify = 1;
 	u->max_connections = 4;
+	u->timeout_connect = 30;
+	u->timeout_command = 5 * 60;
+	u->timeout_data = 10 * 60;
+	u->timeout_idle = 5;
 	u->line = p->line;
 	if (conf_store_string(p, &u->name, argv[0]) < 0)
 		return -1;

@@ -263,6 +263,10 @@ static void test_every_keyword(void)
 	    "\tuser \"postmaster@mg.example.com\"\n"
 	    "\tpassword_file /etc/relayd/mailgun.secret\n"
 	    "\tmax_connections 8\n"
+	    "\ttimeout_connect 10s\n"
+	    "\ttimeout_command 2m\n"
+	    "\ttimeout_data 20m\n"
+	    "\ttimeout_idle 1s\n"
 	    "}\n"
 	    "upstream plain {\n"
 	    "\thost 192.0.2.25\n"
@@ -314,6 +318,8 @@ static void test_every_keyword(void)
 		CHECK_STR(u->user, "postmaster@mg.example.com");
 		CHECK_STR(u->password_file, "/etc/relayd/mailgun.secret");
 		CHECK(u->max_connections == 8);
+		CHECK(u->timeout_connect == 10 && u->timeout_command == 120);
+		CHECK(u->timeout_data == 1200 && u->timeout_idle == 1);
 		CHECK(u->line == 21);
 		u = &c->upstreams[1];
 		CHECK_STR(u->name, "plain");
@@ -323,7 +329,9 @@ static void test_every_keyword(void)
 		CHECK(u->verify == 1);
 		CHECK(u->ca_file == NULL && u->user == NULL && u->password_file == NULL);
 		CHECK(u->max_connections == 4);
-		CHECK(u->line == 31);
+		CHECK(u->timeout_connect == 30 && u->timeout_command == 300);
+		CHECK(u->timeout_data == 600 && u->timeout_idle == 5);
+		CHECK(u->line == 35);
 	}
 	conf_free(c);
 }
