@@ -1,6 +1,7 @@
 /*
  * bounce — builds the delivery status notification (RFC 3464) that tells a
- * sender which recipients failed or are delayed: a human-readable part, the
+ * sender which recipients failed, are delayed or were relayed to a server
+ * without DSN support: a human-readable part, the
  * machine-readable message/delivery-status part and the original (or its
  * headers), as a new message from the null sender, ready for the queue.
  * Everything that came from the network is escaped on its way into the report.
@@ -29,7 +30,7 @@ struct report {
 	const struct bounce_rcpt *rcpts;
 	size_t n;
 	int64_t now;
-	int delayed;		/* every recipient is delayed: a warning, not a failure */
+	enum bounce_action kind;	/* the gravest action reported: what the report is */
 	int headers_only;	/* part 3 is the original's header section only */
 	int utf8;		/* SMTPUTF8 original: UTF-8 may go into the report (RFC 6533) */
 	int eight_bit;		/* UTF-8 went into the part being built */
@@ -40,13 +41,18 @@ struct report {
 	char boundary[64];
 };
 
-int bounce_wanted(unsigned notify, int delayed)
+int bounce_wanted(unsigned notify, enum bounce_action action)
 {
+	static const unsigned asks[] = {
+		[BOUNCE_FAILED] = QUEUE_NOTIFY_FAILURE,
+		[BOUNCE_DELAYED] = QUEUE_NOTIFY_DELAY,
+		[BOUNCE_RELAYED] = QUEUE_NOTIFY_SUCCESS,
+	};
 	if (notify & QUEUE_NOTIFY_NEVER)
 		return 0;
 	if (notify == 0)
-		return 1;
-	return (notify & (delayed ? QUEUE_NOTIFY_DELAY : QUEUE_NOTIFY_FAILURE)) != 0;
+		return action != BOUNCE_RELAYED;
+	return (notify & asks[action]) != 0;
 }
 
 /* RFC 5322 §3.3 date in local time; day and month names never from the locale. */
@@ -285,7 +291,12 @@ static void text_intro(struct report *r, struct evbuffer *out)
 	line_raw(r, ".");
 	line_end(r, out, TEXT_INDENT);
 	out_add(r, out, "\r\n");
-	if (r->delayed) {
+	if (r->kind == BOUNCE_RELAYED) {
+		out_add(r, out,
+		    "Your message was handed on to the recipients listed below.  The server\r\n"
+		    "it went to does not support delivery status notifications, so this is\r\n"
+		    "the last report you will get about it, as you asked (NOTIFY=SUCCESS).\r\n");
+	} else if (r->kind == BOUNCE_DELAYED) {
 		out_add(r, out,
 		    "####################################################################\r\n"
 		    "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n"
@@ -317,6 +328,12 @@ static void text_intro(struct report *r, struct evbuffer *out)
 	    "                   The mail system\r\n");
 }
 
+static const char *const action_words[] = {
+	[BOUNCE_FAILED] = "delivery failed",
+	[BOUNCE_DELAYED] = "delivery temporarily deferred",
+	[BOUNCE_RELAYED] = "relayed",
+};
+
 /*
  * "<addr>: host H said: REPLY", each further line of the reply on its own
  * line; or "<addr>: REASON"; or both, when relayd gave up after a reply.
@@ -330,8 +347,7 @@ static void text_rcpt(struct report *r, struct evbuffer *out, const struct bounc
 	line_str(r, b->rcpt->addr);
 	line_raw(r, ">: ");
 	if (!reply) {
-		line_str(r, b->reason ? b->reason :
-		    b->delayed ? "delivery temporarily deferred" : "delivery failed");
+		line_str(r, b->reason ? b->reason : action_words[b->action]);
 		line_end(r, out, TEXT_INDENT);
 		return;
 	}
@@ -407,9 +423,11 @@ static void status_rcpt(struct report *r, struct evbuffer *out, const struct bou
 	if (b->rcpt->orcpt)
 		status_orcpt(r, out, b->rcpt->orcpt);
 	field_text(r, out, "Final-Recipient", addr_type(r, b->rcpt->addr), b->rcpt->addr);
-	out_printf(r, out, "Action: %s\r\n", b->delayed ? "delayed" : "failed");
+	static const char *const action[] = { "failed", "delayed", "relayed" };
+	static const char *const fallback[] = { "5.0.0", "4.0.0", "2.0.0" };
+	out_printf(r, out, "Action: %s\r\n", action[b->action]);
 	out_printf(r, out, "Status: %s\r\n", status_valid(b->status) ? b->status :
-	    b->delayed ? "4.0.0" : "5.0.0");
+	    fallback[b->action]);
 	if (b->remote_mta)
 		field_text(r, out, "Remote-MTA", "dns; ", b->remote_mta);
 	if (b->diagnostic && *b->diagnostic)
@@ -469,8 +487,12 @@ static void top_headers(struct report *r, struct evbuffer *out, int eight_bit)
 	line_str(r, r->orig->sender);
 	line_raw(r, ">");
 	line_end(r, out, " ");
-	out_printf(r, out, "Subject: %s\r\n", r->delayed ?
-	    "Delayed Mail (still being retried)" : "Undelivered Mail Returned to Sender");
+	static const char *const subject[] = {
+		[BOUNCE_FAILED] = "Undelivered Mail Returned to Sender",
+		[BOUNCE_DELAYED] = "Delayed Mail (still being retried)",
+		[BOUNCE_RELAYED] = "Mail Relayed (no further notice will follow)",
+	};
+	out_printf(r, out, "Subject: %s\r\n", subject[r->kind]);
 	format_date(date, sizeof date, r->now);
 	out_printf(r, out, "Date: %s\r\n", date);
 	char msgid[80];
@@ -663,12 +685,13 @@ static void report_init(struct report *r, const char *hostname,
 	r->rcpts = rcpts;
 	r->n = n;
 	r->now = now;
-	r->delayed = 1;
+	r->kind = BOUNCE_RELAYED;
 	for (size_t i = 0; i < n; i++)
-		if (!rcpts[i].delayed)
-			r->delayed = 0;
-	/* RET governs failure reports (RFC 3461 §4.3); a delay warning returns headers only. */
-	r->headers_only = r->delayed || orig->ret == QUEUE_RET_HDRS ||
+		if (rcpts[i].action == BOUNCE_FAILED ||
+		    (rcpts[i].action == BOUNCE_DELAYED && r->kind == BOUNCE_RELAYED))
+			r->kind = rcpts[i].action;
+	/* RET governs failure reports (RFC 3461 §4.3); the others return headers only. */
+	r->headers_only = r->kind != BOUNCE_FAILED || orig->ret == QUEUE_RET_HDRS ||
 	    orig->size > BOUNCE_FULL_MAX;
 	r->utf8 = orig->smtputf8 != 0;
 }

@@ -14,10 +14,17 @@
 /* Above this many body bytes a DSN returns only the original's headers (like Postfix). */
 #define BOUNCE_FULL_MAX 50000
 
+/* What happened to a reported recipient: its Action field (RFC 3464 §2.3.3). */
+enum bounce_action {
+	BOUNCE_FAILED,			/* given up: a failure report */
+	BOUNCE_DELAYED,			/* still retried: a warning */
+	BOUNCE_RELAYED,			/* sent on to an upstream without DSN (NOTIFY=SUCCESS) */
+};
+
 /* One recipient to report. */
 struct bounce_rcpt {
 	const struct queue_rcpt *rcpt;	/* addr, orcpt (xtext as received), notify */
-	int delayed;			/* 1: a delay warning (Action: delayed), 0: failed */
+	enum bounce_action action;
 	const char *status;		/* enhanced status code, "5.1.1" */
 	const char *remote_mta;		/* upstream host name (not host[ip]:port), or NULL */
 	const char *diagnostic;		/* the upstream's whole reply (lines joined by "\n"),
@@ -29,21 +36,21 @@ struct bounce_rcpt {
 
 /*
  * Whether the sender asked for a report (RFC 3461 §4.1): never for NOTIFY=NEVER;
- * with NOTIFY given, only for what it lists; without NOTIFY, failures always
- * and delays too.  The null sender never gets one (checked by bounce_build).
+ * with NOTIFY given, only for what it lists (SUCCESS for relayed); without
+ * NOTIFY, failures and delays.  The null sender never gets one (bounce_build).
  */
-int bounce_wanted(unsigned notify, int delayed);
+int bounce_wanted(unsigned notify, enum bounce_action action);
 
 /*
- * Build the report about orig's recipients rcpts[0..n) (all failures or all
- * delays), to orig->sender, from the null sender.  The new message gets its
+ * Build the report about orig's recipients rcpts[0..n), to orig->sender, from the null sender.  The new message gets its
  * own id (queue_new_id), arrival now, one recipient (orig->sender, NOTIFY
  * NEVER so no report about a report), and a body in a fresh spool: headers
  * (From MAILER-DAEMON@hostname, To, Subject, Date, Message-ID, MIME-Version,
  * Auto-Submitted: auto-replied), a text/plain part that quotes each
  * recipient's reply, the message/delivery-status part, and the original as
- * message/rfc822 (RET=FULL or none, body at most BOUNCE_FULL_MAX bytes) or
- * text/rfc822-headers.  CRLF line ends, no line over 998 bytes.
+ * message/rfc822 (a failure report with RET=FULL or none, body at most
+ * BOUNCE_FULL_MAX bytes) or text/rfc822-headers.  Its words follow the gravest
+ * action reported: failed, else delayed, else relayed.  CRLF line ends, no line over 998 bytes.
  * 0 with *env and *spool set (the caller owns them), or -1 (errno set;
  * EINVAL when orig->sender is "").
  */

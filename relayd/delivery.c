@@ -230,22 +230,31 @@ static void log_attempt(const struct delivery_msg *m, const struct delivery_job 
 	    one_line(jr->text, reply, sizeof reply));
 }
 
-static void update_done(void *arg, enum queue_status status)
+/* m is out of flight; when stopping, the last one says so. */
+static void msg_done(struct delivery *d, struct delivery_msg *m)
 {
-	struct delivery_msg *m = arg;
-	struct delivery *d = m->d;
-
-	d->inflight_updates--;
-	if (status != QUEUE_OK)
-		log_warn("%s: cannot record delivery results (queue %s): the attempt will be "
-		    "repeated", m->id, status == QUEUE_FULL ? "full" : "error");
 	msg_unlink(d, m);
 	msg_free(m);
 	if (!d->stopping)
 		delivery_kick(d);
+	else if (d->nactive == 0 && d->stopped) {
+		void (*stopped)(void *) = d->stopped;
+		d->stopped = NULL;
+		stopped(d->stopped_arg);
+	}
 }
 
-/* A bounce about the reported recipients (delayed: a warning); NULL env when none is due. */
+static void update_done(void *arg, enum queue_status status)
+{
+	struct delivery_msg *m = arg;
+
+	if (status != QUEUE_OK)
+		log_warn("%s: cannot record delivery results (queue %s): the attempt will be "
+		    "repeated", m->id, status == QUEUE_FULL ? "full" : "error");
+	msg_done(m->d, m);
+}
+
+/* A report about br[0..n) to the sender; NULL env when none is due. */
 static int make_report(struct delivery *d, struct delivery_msg *m, struct bounce_rcpt *br,
     size_t n, struct queue_envelope **benv, struct queue_spool **bspool)
 {
@@ -257,8 +266,13 @@ static int make_report(struct delivery *d, struct delivery_msg *m, struct bounce
 		    strerror(errno));
 		return -1;
 	}
-	log_info("%s: sender %s notification: %s", m->id, br[0].delayed ? "delay" :
-	    "non-delivery", (*benv)->id);
+	const char *kind = "success";	/* the gravest action, as bounce_build words it */
+	for (size_t i = 0; i < n; i++)
+		if (br[i].action == BOUNCE_FAILED)
+			kind = "non-delivery";
+		else if (br[i].action == BOUNCE_DELAYED && kind[0] == 's')
+			kind = "delay";
+	log_info("%s: sender %s notification: %s", m->id, kind, (*benv)->id);
 	return 0;
 }
 
@@ -270,12 +284,18 @@ static void msg_finish(struct delivery_msg *m)
 	struct queue_envelope *env = m->env;
 	double now = delivery_now();
 	int64_t inow = (int64_t)now, new_due = -1;
-	size_t total = 0;
+	size_t decided = 0;
 
 	for (size_t j = 0; j < m->njobs; j++)
-		total += m->jobs[j]->nrcpts;
-	struct bounce_rcpt *br = calloc(total ? total : 1, sizeof *br);
-	size_t nbr = 0;
+		for (size_t i = 0; i < m->jobs[j]->nrcpts; i++)
+			decided += m->jobs[j]->rcpts[i].code != JOB_UNDECIDED;
+	if (m->njobs > 0 && decided == 0) {	/* stopped before anything happened */
+		msg_done(d, m);
+		return;
+	}
+	/* Each recipient is reported at most once: failed, relayed or delayed. */
+	struct bounce_rcpt *br = calloc(env->nrcpts ? env->nrcpts : 1, sizeof *br);
+	size_t nbr = 0, nfailed = 0;
 
 	for (size_t j = 0; j < m->njobs; j++) {
 		struct delivery_job *job = m->jobs[j];
@@ -283,6 +303,8 @@ static void msg_finish(struct delivery_msg *m)
 			struct job_rcpt *jr = &job->rcpts[i];
 			struct queue_rcpt *r = &env->rcpts[jr->index];
 			const char *status;
+			if (jr->code == JOB_UNDECIDED)
+				continue;	/* as it was: due again at the next start */
 			if (!jr->code) {
 				jr->code = 451;
 				snprintf(jr->dsn, sizeof jr->dsn, "4.4.0");
@@ -310,8 +332,18 @@ static void msg_finish(struct delivery_msg *m)
 				status = "deferred";
 			}
 			log_attempt(m, job, jr, status, now);
-			if (r->state == QUEUE_RCPT_BOUNCED && br && bounce_wanted(r->notify, 0)) {
+			if (r->state == QUEUE_RCPT_SENT && !job->dsn_passed && br &&
+			    bounce_wanted(r->notify, BOUNCE_RELAYED)) {
+				/* RFC 3461 §4.1: the upstream cannot report success; say so now. */
+				br[nbr++] = (struct bounce_rcpt){ .rcpt = r,
+				    .action = BOUNCE_RELAYED, .status = jr->dsn,
+				    .remote_mta = job->up->conf->host, .diagnostic = r->last_reply,
+				    .last_attempt = inow };
+			}
+			if (r->state == QUEUE_RCPT_BOUNCED && br &&
+			    bounce_wanted(r->notify, BOUNCE_FAILED)) {
 				struct bounce_rcpt *b = &br[nbr++];
+				nfailed++;
 				int expired = status[0] == 'e';
 				b->rcpt = r;
 				b->status = jr->dsn;
@@ -328,15 +360,15 @@ static void msg_finish(struct delivery_msg *m)
 		    (new_due < 0 || env->rcpts[i].next_attempt < new_due))
 			new_due = env->rcpts[i].next_attempt;
 	/* Delay warnings, once per recipient, when no failure report goes out now. */
-	if (nbr == 0 && conf->delay_warning && br &&
+	if (nfailed == 0 && conf->delay_warning && br &&
 	    inow - env->arrival >= (int64_t)conf->delay_warning) {
 		for (size_t i = 0; i < env->nrcpts; i++) {
 			struct queue_rcpt *r = &env->rcpts[i];
 			if (r->state != QUEUE_RCPT_PENDING || (r->flags & QUEUE_RCPT_WARNED) ||
-			    !bounce_wanted(r->notify, 1) || nbr >= total)
+			    !bounce_wanted(r->notify, BOUNCE_DELAYED) || nbr >= env->nrcpts)
 				continue;
 			r->flags |= QUEUE_RCPT_WARNED;
-			br[nbr++] = (struct bounce_rcpt){ .rcpt = r, .delayed = 1,
+			br[nbr++] = (struct bounce_rcpt){ .rcpt = r, .action = BOUNCE_DELAYED,
 			    .status = "4.4.7", .diagnostic = r->last_relay ? r->last_reply : NULL,
 			    .reason = r->last_relay ? NULL : r->last_reply,
 			    .last_attempt = r->last_attempt };
@@ -349,12 +381,9 @@ static void msg_finish(struct delivery_msg *m)
 	if (new_due < 0)
 		log_info("%s: removed", m->id);
 	m->env = NULL;		/* the queue owns it now */
-	d->inflight_updates++;
 	if (queue_update(d->queue, env, m->due, new_due, benv, bspool, update_done, m) < 0) {
-		d->inflight_updates--;
 		log_warn("%s: cannot record delivery results: out of memory", m->id);
-		msg_unlink(d, m);
-		msg_free(m);
+		msg_done(d, m);
 	}
 }
 
@@ -511,10 +540,24 @@ static void scan(struct delivery *d)
 	free(l);
 }
 
+static void cut_off(struct delivery *d)
+{
+	for (size_t i = 0; i < d->nupstreams; i++)
+		smtp_client_stop(&d->upstreams[i], 1);
+}
+
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct delivery *d = arg;
 	(void)fd, (void)what;
-	scan(arg);
+	if (d->stopping) {
+		if (d->nactive)
+			log_info("stopping: %zu message(s) still in transactions after %ds: cut "
+			    "off, they stay queued", d->nactive, DELIVERY_STOP_GRACE);
+		cut_off(d);
+		return;
+	}
+	scan(d);
 }
 
 void delivery_kick(struct delivery *d)
@@ -563,38 +606,56 @@ int delivery_start(struct delivery *d, struct queue *q)
 	return 0;
 }
 
-void delivery_stop(struct delivery *d)
+void delivery_stop(struct delivery *d, int now, void (*stopped)(void *), void *arg)
 {
+	struct timeval grace = { DELIVERY_STOP_GRACE, 0 };
 	if (!d)
 		return;
-	d->stopping = 1;
-	if (d->timer)
-		evtimer_del(d->timer);
-	for (size_t i = 0; i < d->nupstreams; i++) {
-		struct upstream *up = &d->upstreams[i];
-		struct delivery_job *job;
-		while ((job = upstream_next_job(up)))
-			;	/* left undecided: still due after a restart */
-		smtp_client_abort_all(up);
+	d->stopped = stopped;
+	d->stopped_arg = arg;
+	if (!d->stopping) {
+		d->stopping = 1;
+		if (d->timer)
+			evtimer_add(d->timer, &grace);
+		for (size_t i = 0; i < d->nupstreams; i++) {
+			struct upstream *up = &d->upstreams[i];
+			struct delivery_job *job;
+			while ((job = upstream_next_job(up))) {
+				for (size_t j = 0; j < job->nrcpts; j++)
+					if (!job->rcpts[j].code)
+						job->rcpts[j].code = JOB_UNDECIDED;
+				delivery_job_done(job);
+			}
+			smtp_client_stop(up, 0);
+		}
+	}
+	if (now)
+		cut_off(d);
+	if (d->nactive == 0 && d->stopped) {
+		d->stopped = NULL;
+		stopped(arg);
 	}
 }
 
 int delivery_busy(const struct delivery *d)
 {
-	return d && d->inflight_updates > 0;
+	return d && d->nactive > 0;
 }
 
 void delivery_free(struct delivery *d)
 {
 	if (!d)
 		return;
+	d->stopping = 1;	/* freed connections must not open others */
 	struct delivery_msg *m;
 	while ((m = d->active)) {
 		d->active = m->next;
 		msg_free(m);
 	}
-	for (size_t i = 0; i < d->nupstreams; i++)
+	for (size_t i = 0; i < d->nupstreams; i++) {
+		smtp_client_free_all(&d->upstreams[i]);
 		upstream_clear(&d->upstreams[i]);
+	}
 	free(d->upstreams);
 	if (d->timer)
 		event_free(d->timer);

@@ -32,10 +32,13 @@ struct upstream {
 	struct smtp_client *conns;	/* every connection */
 };
 
+/* A job recipient's code when relayd stopped before it was tried or answered. */
+#define JOB_UNDECIDED (-1)
+
 /* One recipient's outcome in a job. */
 struct job_rcpt {
 	size_t index;			/* in msg->env->rcpts */
-	int code;			/* the reply's code; 0 = not yet known */
+	int code;			/* the reply's code; 0 = not yet known; JOB_UNDECIDED */
 	char dsn[16];
 	char *text;			/* the whole reply, or relayd's own reason */
 	int accepted;			/* RCPT got 2xx */
@@ -49,6 +52,7 @@ struct delivery_job {
 	struct job_rcpt *rcpts;
 	size_t nrcpts;
 	char relay[300];		/* "host[ip]:port", or "none" */
+	int dsn_passed;			/* the upstream offered DSN: NOTIFY went on with it */
 	double t_created, t_assigned, t_ready, t_done;	/* for delays=a/b/c/d */
 	struct delivery_job *next;	/* in the upstream's wait list */
 };
@@ -62,9 +66,10 @@ struct delivery {
 	size_t nupstreams;
 	struct delivery_msg *active;	/* messages in flight */
 	size_t nactive;
-	struct event *timer;		/* the next due time, or a kick */
+	struct event *timer;		/* the next due time, or a kick; the stop deadline */
 	int stopping;
-	unsigned inflight_updates;	/* results being written */
+	void (*stopped)(void *);	/* called once nothing is in flight any more */
+	void *stopped_arg;
 };
 
 /*
@@ -78,9 +83,15 @@ struct delivery *delivery_new(const struct config *conf, struct event_base *base
 int delivery_start(struct delivery *d, struct queue *q);
 /* New mail was committed: look for due work at once. */
 void delivery_kick(struct delivery *d);
-/* Stop: close connections; what is in flight stays queued for the next start. */
-void delivery_stop(struct delivery *d);
-/* 1 while results are still being written (the server waits before exiting). */
+/*
+ * Stop: nothing new starts; work not yet on a connection stays queued, as
+ * it was, for the next start.  Transactions in flight get DELIVERY_STOP_GRACE
+ * seconds to finish (now: none), and their results are written; what is cut
+ * off stays queued too.  stopped(arg) runs once nothing is in flight.
+ */
+#define DELIVERY_STOP_GRACE 10
+void delivery_stop(struct delivery *d, int now, void (*stopped)(void *), void *arg);
+/* 1 while transactions are in flight or their results are being written. */
 int delivery_busy(const struct delivery *d);
 void delivery_free(struct delivery *d);
 
@@ -96,8 +107,10 @@ void upstream_slot_free(struct upstream *up);
 int smtp_client_open(struct upstream *up);
 /* Give an idle connection a job. */
 void smtp_client_run(struct smtp_client *c, struct delivery_job *job);
-/* Close every connection of up at once (stopping): their jobs are left undecided. */
-void smtp_client_abort_all(struct upstream *up);
+/* Stopping: close up's connections without a job; now: every one, its job left undecided. */
+void smtp_client_stop(struct upstream *up, int now);
+/* delivery_free: every connection goes, whatever it was doing. */
+void smtp_client_free_all(struct upstream *up);
 
 /* Log line helpers. */
 double delivery_now(void);

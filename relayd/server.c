@@ -130,8 +130,13 @@ static void stop_listening(struct server *srv)
 
 void server_session_gone(struct server *srv)
 {
-	if (srv->stopping && srv->nsessions == 0)
+	if (srv->stopping && srv->nsessions == 0 && !delivery_busy(srv->delivery))
 		event_base_loopexit(srv->base, NULL);
+}
+
+static void delivery_stopped(void *arg)
+{
+	server_session_gone(arg);
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -144,8 +149,9 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	if (srv->stopping) {
-		log_info("%s again: dropping %u session(s) now",
+		log_info("%s again: dropping %u session(s) and every delivery now",
 		    sig == SIGTERM ? "SIGTERM" : "SIGINT", srv->nsessions);
+		delivery_stop(srv->delivery, 1, delivery_stopped, srv);
 		smtp_server_shutdown(srv, 1);
 		server_session_gone(srv);
 		return;
@@ -154,7 +160,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	    sig == SIGTERM ? "SIGTERM" : "SIGINT", srv->nsessions);
 	srv->stopping = 1;
 	stop_listening(srv);
-	delivery_stop(srv->delivery);
+	delivery_stop(srv->delivery, 0, delivery_stopped, srv);
 	smtp_server_shutdown(srv, 0);
 	server_session_gone(srv);
 }

@@ -26,14 +26,15 @@
 #include "relayd/smtp_reply.h"
 #include "relayd/tls.h"
 
-/* RFC 5321 §4.5.3.2 client timeouts, seconds. */
-#define T_CONNECT	30
-#define T_GREETING	300
-#define T_COMMAND	300
-#define T_DATA_INIT	120
-#define T_DATA_BLOCK	180
-#define T_DATA_END	600
-#define T_IDLE		5		/* an unused connection is closed after this */
+/*
+ * Timeouts are the upstream's timeout_* (RFC 5321 §4.5.3.2 minimums as
+ * defaults): timeout_command covers every reply and every write of the body
+ * (RFC: 5, 2 and 3 minutes), timeout_data the reply to the final dot (10).
+ */
+#define T_CONNECT(c)	((c)->up->conf->timeout_connect)
+#define T_COMMAND(c)	((c)->up->conf->timeout_command)
+#define T_DATA_END(c)	((c)->up->conf->timeout_data)
+#define T_IDLE(c)	((c)->up->conf->timeout_idle)
 #define BODY_HIGH	(256 * 1024)	/* output kept below this while streaming */
 
 enum client_state {
@@ -56,7 +57,7 @@ struct smtp_client {
 	struct event *idle_timer;
 	char relay[300];		/* "host[ip]:port" */
 	int tls;			/* TLS is up */
-	int esmtp, pipelining, starttls, dsn, eightbit, smtputf8;
+	int esmtp, pipelining, starttls, dsn, eightbit, smtputf8, size;
 	uint64_t size_limit;		/* SIZE n; 0 = none given */
 	char auth_mechs[256];		/* EHLO AUTH words */
 	struct auth_client *sasl;
@@ -79,12 +80,35 @@ struct smtp_client {
 static void client_free(struct smtp_client *c);
 static void begin_job(struct smtp_client *c);
 
+/* For "lost connection …" and "timed out …": where the conversation was. */
+static const char *state_what(enum client_state s)
+{
+	switch (s) {
+	case C_RESOLVE: case C_CONNECT: return "while connecting";
+	case C_GREETING: return "while waiting for the greeting";
+	case C_EHLO: return "after EHLO";
+	case C_HELO: return "after HELO";
+	case C_STARTTLS: return "after STARTTLS";
+	case C_HANDSHAKE: return "during the TLS handshake";
+	case C_AUTH: return "during AUTH";
+	case C_IDLE: return "between messages";
+	case C_MAIL: return "after MAIL FROM";
+	case C_RCPT: return "after RCPT TO";
+	case C_DATA: return "after DATA";
+	case C_BODY: return "while sending the message body";
+	case C_DOT: return "after the end of data (the upstream may have the message)";
+	case C_RSET: return "after RSET";
+	case C_QUIT: return "after QUIT";
+	}
+	return "";
+}
+
 static const char *hostname(const struct smtp_client *c)
 {
 	return c->up->d->conf->hostname;
 }
 
-static void set_timeout(struct smtp_client *c, int seconds)
+static void set_timeout(struct smtp_client *c, unsigned seconds)
 {
 	struct timeval tv = { seconds, 0 };
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
@@ -231,7 +255,7 @@ static void pump_body(struct smtp_client *c)
 			evbuffer_add(out, ".\r\n", 3);
 			c->body_done = 1;
 			c->state = C_DOT;
-			set_timeout(c, T_DATA_END);
+			set_timeout(c, T_DATA_END(c));
 			bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 			return;
 		}
@@ -248,7 +272,7 @@ static void send_mail(struct smtp_client *c)
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
 	evbuffer_add_printf(out, "MAIL FROM:<%s>", env->sender);
-	if (c->size_limit || c->esmtp)
+	if (c->size)	/* RFC 1870: only to a server that offers SIZE */
 		evbuffer_add_printf(out, " SIZE=%llu", (unsigned long long)env->size);
 	if (c->eightbit && env->body == QUEUE_BODY_8BITMIME)
 		evbuffer_add_printf(out, " BODY=8BITMIME");
@@ -281,18 +305,48 @@ static void send_rcpt(struct smtp_client *c, size_t i)
 	evbuffer_add(out, "\r\n", 2);
 }
 
+static int non_ascii(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return 1;
+	return 0;
+}
+
+static int needs_utf8(const struct delivery_job *job)
+{
+	if (non_ascii(job->env->sender))
+		return 1;
+	for (size_t i = 0; i < job->nrcpts; i++)
+		if (non_ascii(job->env->rcpts[job->rcpts[i].index].addr))
+			return 1;
+	return 0;
+}
+
 static void begin_job(struct smtp_client *c)
 {
 	struct delivery_job *job = c->job;
 
 	snprintf(job->relay, sizeof job->relay, "%s", c->relay);
 	job->t_ready = delivery_now();
+	job->dsn_passed = c->dsn;
 	if (c->size_limit && job->env->size > c->size_limit) {
 		char why[160];
 		snprintf(why, sizeof why, "message size %llu exceeds the upstream's limit of %llu "
 		    "bytes (SIZE)", (unsigned long long)job->env->size,
 		    (unsigned long long)c->size_limit);
 		finish_job(c, 552, "5.3.4", why);
+		c->state = C_IDLE;
+		smtp_client_run(c, upstream_next_job(c->up));
+		return;
+	}
+	if (job->env->smtputf8 && !c->smtputf8 && needs_utf8(job)) {
+		/*
+		 * RFC 6531 §3.4: non-ASCII addresses need SMTPUTF8 all the way.  Like
+		 * Postfix, an ASCII envelope goes on without it even when asked for.
+		 */
+		finish_job(c, 553, "5.6.7", "the message needs SMTPUTF8 (non-ASCII addresses) "
+		    "and the upstream does not offer it");
 		c->state = C_IDLE;
 		smtp_client_run(c, upstream_next_job(c->up));
 		return;
@@ -305,7 +359,7 @@ static void begin_job(struct smtp_client *c)
 	c->prev_cr = 0;
 	c->body_done = 0;
 	c->state = C_MAIL;
-	set_timeout(c, T_COMMAND);
+	set_timeout(c, T_COMMAND(c));
 	send_mail(c);
 	if (c->pipelining) {
 		for (size_t i = 0; i < job->nrcpts; i++)
@@ -321,7 +375,7 @@ static void begin_job(struct smtp_client *c)
 static void reset_after(struct smtp_client *c)
 {
 	c->state = C_RSET;
-	set_timeout(c, T_COMMAND);
+	set_timeout(c, T_COMMAND(c));
 	sendf(c, "RSET");
 }
 
@@ -364,7 +418,7 @@ static void rcpt_reply(struct smtp_client *c)
 		return;
 	}
 	c->state = C_DATA;
-	set_timeout(c, T_DATA_INIT);
+	set_timeout(c, T_COMMAND(c));
 	if (!c->pipelining) {
 		if (c->accepted == 0) {
 			finish_job(c, 0, "", "");
@@ -393,7 +447,7 @@ static void data_reply(struct smtp_client *c)
 		return;
 	}
 	c->state = C_BODY;
-	set_timeout(c, T_DATA_BLOCK);
+	set_timeout(c, T_COMMAND(c));
 	bufferevent_setwatermark(c->bev, EV_WRITE, BODY_HIGH / 4, 0);
 	pump_body(c);
 }
@@ -437,7 +491,7 @@ static void ehlo_keyword(struct smtp_client *c, const char *s, size_t n)
 	else if (strcmp(line, "SMTPUTF8") == 0)
 		c->smtputf8 = 1;
 	else if (strncmp(line, "SIZE", 4) == 0 && (line[4] == ' ' || line[4] == '\0'))
-		c->size_limit = line[4] ? strtoull(line + 5, NULL, 10) : 0;
+		c->size = 1, c->size_limit = line[4] ? strtoull(line + 5, NULL, 10) : 0;
 	else if (strncmp(line, "AUTH", 4) == 0 && (line[4] == ' ' || line[4] == '='))
 		snprintf(c->auth_mechs, sizeof c->auth_mechs, "%.200s", line + 5);
 }
@@ -445,10 +499,11 @@ static void ehlo_keyword(struct smtp_client *c, const char *s, size_t n)
 static void send_ehlo(struct smtp_client *c)
 {
 	c->esmtp = c->pipelining = c->starttls = c->dsn = c->eightbit = c->smtputf8 = 0;
+	c->size = 0;
 	c->size_limit = 0;
 	c->auth_mechs[0] = '\0';
 	c->state = C_EHLO;
-	set_timeout(c, T_COMMAND);
+	set_timeout(c, T_COMMAND(c));
 	sendf(c, "EHLO %s", hostname(c));
 }
 
@@ -474,7 +529,7 @@ static void auth_next(struct smtp_client *c)
 		}
 		c->auth_started = 1;
 		c->state = C_AUTH;
-		set_timeout(c, T_COMMAND);
+		set_timeout(c, T_COMMAND(c));
 		if (initial)
 			sendf(c, "AUTH %s %s", mech, initial);
 		else
@@ -516,7 +571,7 @@ static void after_ehlo(struct smtp_client *c)
 			return;
 		}
 		c->state = C_STARTTLS;
-		set_timeout(c, T_COMMAND);
+		set_timeout(c, T_COMMAND(c));
 		sendf(c, "STARTTLS");
 		return;
 	}
@@ -577,7 +632,7 @@ static int start_tls(struct smtp_client *c, int fd)
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	c->state = C_HANDSHAKE;
-	set_timeout(c, T_COMMAND);
+	set_timeout(c, T_COMMAND(c));
 	return 0;
 }
 
@@ -722,13 +777,13 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 			log_debug("upstream %s: %s: %s", c->up->conf->name, c->relay, desc);
 			if (c->up->conf->tls == CONF_TLS_IMPLICIT) {
 				c->state = C_GREETING;
-				set_timeout(c, T_GREETING);
+				set_timeout(c, T_COMMAND(c));
 			} else {
 				send_ehlo(c);
 			}
 		} else {
 			c->state = C_GREETING;
-			set_timeout(c, T_GREETING);
+			set_timeout(c, T_COMMAND(c));
 			if (c->up->conf->tls == CONF_TLS_IMPLICIT &&
 			    start_tls(c, bufferevent_getfd(c->bev)) < 0)
 				fail(c, 454, "4.7.0", "cannot start TLS");
@@ -755,14 +810,12 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		} else {
 			fail(c, 451, "4.4.1", "%s", why);
 		}
+	} else if (c->state == C_QUIT || (c->state == C_IDLE && !c->job)) {
+		client_free(c);		/* nothing was waiting for it */
 	} else if (what & BEV_EVENT_TIMEOUT) {
-		fail(c, 421, "4.4.2", "timeout in state %d (no answer from the upstream)", c->state);
+		fail(c, 421, "4.4.2", "conversation timed out %s", state_what(c->state));
 	} else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		if (c->state == C_QUIT || (c->state == C_IDLE && !c->job))
-			client_free(c);
-		else
-			fail(c, 421, "4.4.2", "lost connection with the upstream%s",
-			    c->state == C_DOT || c->state == C_BODY ? " during DATA" : "");
+		fail(c, 421, "4.4.2", "lost connection %s", state_what(c->state));
 	}
 	let_go(c);
 }
@@ -792,7 +845,7 @@ static void try_connect(struct smtp_client *c)
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	c->state = C_CONNECT;
-	set_timeout(c, T_CONNECT);
+	set_timeout(c, T_CONNECT(c));
 	if (bufferevent_socket_connect(c->bev, c->addr->ai_addr, (int)c->addr->ai_addrlen) < 0) {
 		int err = EVUTIL_SOCKET_ERROR();
 		if (c->addr->ai_next) {
@@ -879,7 +932,7 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd, (void)what;
 	unidle(c);
 	c->state = C_QUIT;
-	set_timeout(c, T_COMMAND);
+	set_timeout(c, T_COMMAND(c));
 	sendf(c, "QUIT");
 }
 
@@ -904,18 +957,33 @@ void smtp_client_run(struct smtp_client *c, struct delivery_job *job)
 	c->up->idle = c;
 	if (!c->idle_timer)
 		c->idle_timer = evtimer_new(c->up->d->base, idle_cb, c);
-	struct timeval tv = { T_IDLE, 0 };
+	struct timeval tv = { T_IDLE(c), 0 };
 	if (c->idle_timer)
 		evtimer_add(c->idle_timer, &tv);
 }
 
-void smtp_client_abort_all(struct upstream *up)
+void smtp_client_stop(struct upstream *up, int now)
 {
 	struct smtp_client *c = up->conns, *next;
 	for (; c; c = next) {
 		next = c->next_conn;
-		c->job = NULL;		/* left undecided: it stays queued */
+		if (c->job && !now)
+			continue;	/* its transaction may finish */
+		if (c->state == C_IDLE && !now) {
+			smtp_client_run(c, NULL);	/* QUIT */
+			continue;
+		}
+		finish_job(c, JOB_UNDECIDED, "", "");
 		client_free(c);
+	}
+}
+
+void smtp_client_free_all(struct upstream *up)
+{
+	while (up->conns) {
+		up->conns->job = NULL;	/* the delivery is going away with its jobs */
+		up->conns->busy = 0;	/* no callback of it is running now */
+		client_free(up->conns);
 	}
 }
 

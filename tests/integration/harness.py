@@ -200,11 +200,13 @@ class Client:
         self.expect(220)
         return self.cmd("EHLO client.test", 250)
 
-    def send_message(self, sender, rcpts, body, code=250):
-        """A whole transaction; returns the queue id from the final reply."""
-        self.cmd("MAIL FROM:<%s>" % sender, 250)
+    def send_message(self, sender, rcpts, body, code=250, mail_params=""):
+        """A whole transaction; returns the queue id from the final reply.
+        A recipient is an address or (address, "NOTIFY=… ORCPT=…")."""
+        self.cmd("MAIL FROM:<%s>%s" % (sender, " " + mail_params if mail_params else ""), 250)
         for r in rcpts:
-            self.cmd("RCPT TO:<%s>" % r, 250)
+            addr, params = r if isinstance(r, tuple) else (r, "")
+            self.cmd("RCPT TO:<%s>%s" % (addr, " " + params if params else ""), 250)
         self.cmd("DATA", 354)
         if isinstance(body, str):
             body = body.encode()

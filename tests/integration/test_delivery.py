@@ -9,15 +9,16 @@ import re
 import tempfile
 import time
 
-from harness import Client, certs, running, run, test, wait_for
+from harness import Client, Relayd, certs, running, run, test, wait_for
 from upstream import Upstream
 
 PASSWORD = "upstream secret"
 
 
-def upstream_conf(u, tls="none", user=None, ca=None, verify="yes", extra=""):
-    text = "upstream up {\n host 127.0.0.1\n port %d\n tls %s\n verify %s\n" % (
-        u.port, tls, verify)
+def upstream_conf(u, tls="none", user=None, ca=None, verify="yes", extra="", block=""):
+    """The upstream block for u (block: more lines inside it), route * to it, fast retries."""
+    text = "upstream up {\n host 127.0.0.1\n port %d\n tls %s\n verify %s\n%s" % (
+        u.port, tls, verify, block)
     if ca:
         text += " ca_file %s\n" % ca
     if user:
@@ -33,10 +34,10 @@ def stuffed(body):
     return re.sub(r"(?m)^\.", "..", body)
 
 
-def submit(r, rcpts, body, sender="alice@relay.test"):
+def submit(r, rcpts, body, sender="alice@relay.test", mail_params=""):
     c = Client(r.port)
     c.hello()
-    qid = c.send_message(sender, rcpts, stuffed(body))
+    qid = c.send_message(sender, rcpts, stuffed(body), mail_params=mail_params)
     c.cmd("QUIT", 221)
     return qid
 
@@ -189,6 +190,115 @@ def test_recipient_expires_and_is_returned():
             assert "status=expired" in lines[-1], lines
             dsn = u.wait_messages(1, 20)
             assert dsn[0]["mail_from"] == "" and dsn[0]["rcpt_tos"] == ["alice@relay.test"]
+
+
+def report_fields(msg):
+    """The message/delivery-status fields of a DSN, as one text."""
+    import email
+    report = email.message_from_bytes(msg["data"])
+    assert report.get_content_type() == "multipart/report", msg
+    return "\n".join(str(p) for p in report.get_payload()[1].get_payload())
+
+
+@test
+def test_notify_success_through_an_upstream_without_dsn_is_reported_relayed():
+    d = tempfile.mkdtemp(prefix="upstream-")
+    with Upstream(d) as u:
+        with running(extra=upstream_conf(u)) as r:
+            qid = submit(r, [("bob@example.com", "NOTIFY=SUCCESS,FAILURE")], BODY,
+                         mail_params="RET=FULL ENVID=env-1")
+            msgs = u.wait_messages(2, 20)
+            orig = [m for m in msgs if m["mail_from"]][0]
+            assert "NOTIFY=SUCCESS,FAILURE" not in str(orig), orig    # not offered: not sent
+            dsn = [m for m in msgs if m["mail_from"] == ""][0]
+            assert dsn["rcpt_tos"] == ["alice@relay.test"], dsn
+            fields = report_fields(dsn)
+            assert "Action: relayed" in fields and "Status: 2.0.0" in fields, fields
+            assert "Original-Envelope-Id: env-1" in dsn["data"].decode(), dsn["data"]
+            wait_for(lambda: "%s: sender success notification: " % qid in r.log_text(), 10,
+                     what="the log line")
+
+
+@test
+def test_notify_success_goes_on_to_an_upstream_with_dsn():
+    d = tempfile.mkdtemp(prefix="upstream-")
+    with Upstream(d, dsn=True) as u:
+        with running(extra=upstream_conf(u)) as r:
+            qid = submit(r, [("bob@example.com", "NOTIFY=SUCCESS ORCPT=rfc822;bob@example.com")],
+                         BODY, mail_params="RET=HDRS ENVID=env-2")
+            m = u.wait_messages(1, 20)[0]
+            wait_for(lambda: "%s: removed" % qid in r.log_text(), 10, what="removal")
+            time.sleep(0.5)
+            assert len(u.messages()) == 1, u.messages()      # the upstream reports success
+            assert "notification" not in r.log_text()
+            text = json_text(m)
+            for want in ("NOTIFY=SUCCESS", "ORCPT=rfc822;bob@example.com", "RET=HDRS",
+                         "ENVID=env-2"):
+                assert want in text, (want, m)
+
+
+def json_text(m):
+    import json
+    return json.dumps({k: v for k, v in m.items() if k != "data"})
+
+
+@test
+def test_upstream_silence_times_out_and_defers():
+    d = tempfile.mkdtemp(prefix="upstream-")
+    with Upstream(d, delay={"RCPT": 4}) as u:
+        with running(extra=upstream_conf(u, block=" timeout_command 1s\n")) as r:
+            qid = submit(r, ["bob@example.com"], BODY)
+            wait_for(lambda: sent_line(r, qid, "bob@example.com"), 20, what="an attempt")
+            line = sent_line(r, qid, "bob@example.com")[0]
+            assert "status=deferred" in line and "dsn=4.4.2" in line, line
+            assert "conversation timed out after RCPT TO" in line, line
+            assert r.queued_ids() == [qid]
+
+
+@test
+def test_sigterm_lets_the_transaction_in_flight_finish():
+    d = tempfile.mkdtemp(prefix="upstream-")
+    with Upstream(d, delay={"DOT": 2}) as u:
+        r = Relayd(extra=upstream_conf(u))
+        try:
+            r.start()
+            qid = submit(r, ["bob@example.com"], BODY)
+            wait_for(lambda: u.sessions(), 10, what="a connection")
+            time.sleep(0.8)             # inside the 2 s wait for the final reply
+            t = time.monotonic()
+            r.stop()
+            assert time.monotonic() - t < 8, "the stop waited for more than the transaction"
+            line = sent_line(r, qid, "bob@example.com")
+            assert line and "status=sent" in line[0], r.log_text()
+            r.start()                   # the result was written: nothing to send again
+            time.sleep(1.5)
+            assert len(u.messages()) == 1 and r.queued_ids() == []
+            r.stop()
+        finally:
+            r.cleanup()
+
+
+@test
+def test_sigterm_cuts_off_a_stuck_transaction_and_keeps_the_message():
+    d = tempfile.mkdtemp(prefix="upstream-")
+    with Upstream(d, delay={"DOT": 60}) as u:
+        r = Relayd(extra=upstream_conf(u))
+        try:
+            r.start()
+            qid = submit(r, ["bob@example.com"], BODY)
+            wait_for(lambda: u.sessions(), 10, what="a connection")
+            time.sleep(0.5)
+            t = time.monotonic()
+            r.stop()
+            took = time.monotonic() - t
+            assert 9 < took < 15, took      # DELIVERY_STOP_GRACE is 10 s
+            assert "cut off" in r.log_text() and not sent_line(r, qid, "bob@example.com")
+            u.stop()                    # the next attempt finds nobody: stays queued
+            r.start()
+            assert r.queued_ids() == [qid]
+            r.stop()
+        finally:
+            r.cleanup()
 
 
 if __name__ == "__main__":

@@ -412,12 +412,12 @@ static void report_close(struct report *r, struct queue_envelope *stored)
 	queue_envelope_free(stored);
 }
 
-/* RFC 3461 §4.1, and without NOTIFY: failures and delays both. */
+/* RFC 3461 §4.1, and without NOTIFY: failures and delays both, never success. */
 static void test_bounce_wanted(void)
 {
 	static const struct {
 		unsigned notify;
-		int delayed, want;
+		int action, want;
 	} rows[] = {
 		{ 0, 0, 1 },
 		{ 0, 1, 1 },
@@ -434,12 +434,16 @@ static void test_bounce_wanted(void)
 		{ QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE, 0, 1 },
 		{ QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_DELAY, 0, 0 },
 		{ QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE | QUEUE_NOTIFY_DELAY, 1, 1 },
+		{ 0, BOUNCE_RELAYED, 0 },
+		{ QUEUE_NOTIFY_NEVER, BOUNCE_RELAYED, 0 },
+		{ QUEUE_NOTIFY_SUCCESS, BOUNCE_RELAYED, 1 },
+		{ QUEUE_NOTIFY_FAILURE | QUEUE_NOTIFY_DELAY, BOUNCE_RELAYED, 0 },
 	};
 	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-		if (bounce_wanted(rows[i].notify, rows[i].delayed) != rows[i].want) {
-			fprintf(stderr, "  row %zu: notify %#x delayed %d\n", i, rows[i].notify,
-			    rows[i].delayed);
-			CHECK(bounce_wanted(rows[i].notify, rows[i].delayed) == rows[i].want);
+		if (bounce_wanted(rows[i].notify, rows[i].action) != rows[i].want) {
+			fprintf(stderr, "  row %zu: notify %#x action %d\n", i, rows[i].notify,
+			    rows[i].action);
+			CHECK(bounce_wanted(rows[i].notify, rows[i].action) == rows[i].want);
 		}
 }
 
@@ -477,8 +481,8 @@ static void test_failure_report(void)
 		return;
 	}
 	const struct bounce_rcpt rcpts[] = {
-		{ &orig->rcpts[0], 0, "5.1.1", "mx.example.net", gmail_reply, NULL, NOW - 60 },
-		{ &orig->rcpts[1], 0, "4.4.7", NULL, NULL, "delivery time expired", 0 },
+		{ &orig->rcpts[0], BOUNCE_FAILED, "5.1.1", "mx.example.net", gmail_reply, NULL, NOW - 60 },
+		{ &orig->rcpts[1], BOUNCE_FAILED, "4.4.7", NULL, NULL, "delivery time expired", 0 },
 	};
 	struct report r;
 	struct queue_envelope *stored;
@@ -591,7 +595,7 @@ static void test_headers_only(void)
 		struct queue_envelope *orig = store_original(q, &o, addrs, NULL, 1);
 		if (!orig)
 			continue;
-		const struct bounce_rcpt rcpt = { &orig->rcpts[0], 0, "5.1.1", "mx.example.net",
+		const struct bounce_rcpt rcpt = { &orig->rcpts[0], BOUNCE_FAILED, "5.1.1", "mx.example.net",
 		    "550 5.1.1 no such user", NULL, NOW };
 		struct report r;
 		struct queue_envelope *stored;
@@ -636,7 +640,7 @@ static void test_endless_header(void)
 		queue_close(q);
 		return;
 	}
-	const struct bounce_rcpt rcpt = { &orig->rcpts[0], 0, "5.1.1", NULL, NULL, "gone", 0 };
+	const struct bounce_rcpt rcpt = { &orig->rcpts[0], BOUNCE_FAILED, "5.1.1", NULL, NULL, "gone", 0 };
 	struct report r;
 	struct queue_envelope *stored;
 	if (report_open(&r, q, orig, &rcpt, 1, "endless-header", &stored) == 0) {
@@ -666,8 +670,8 @@ static void test_delay_report(void)
 		queue_close(q);
 		return;
 	}
-	const struct bounce_rcpt rcpt = { &orig->rcpts[0], 1, "4.4.1", "mx.example.net",
-	    "451 4.4.1 try again later", NULL, NOW - 5 };
+	const struct bounce_rcpt rcpt = { &orig->rcpts[0], BOUNCE_DELAYED, "4.4.1",
+	    "mx.example.net", "451 4.4.1 try again later", NULL, NOW - 5 };
 	struct report r;
 	struct queue_envelope *stored;
 	if (report_open(&r, q, orig, &rcpt, 1, "delay", &stored) == 0) {
@@ -697,6 +701,46 @@ static void test_delay_report(void)
 	queue_close(q);
 }
 
+/* NOTIFY=SUCCESS through an upstream without DSN: Action: relayed, headers only. */
+static void test_relayed_report(void)
+{
+	struct queue *q = open_queue();
+	if (!q)
+		return;
+	const struct original o = { "alice@example.org", NULL, QUEUE_RET_FULL,
+	    QUEUE_BODY_7BIT, 0, "Subject: x\r\n\r\nhi\r\n" };
+	const char *addrs[] = { "bob@example.net" };
+	struct queue_envelope *orig = store_original(q, &o, addrs, NULL, 1);
+	if (!orig) {
+		queue_close(q);
+		return;
+	}
+	const struct bounce_rcpt rcpt = { &orig->rcpts[0], BOUNCE_RELAYED, "2.0.0",
+	    "smtp.example.net", "250 2.0.0 Ok: queued as 1234", NULL, NOW };
+	struct report r;
+	struct queue_envelope *stored;
+	if (report_open(&r, q, orig, &rcpt, 1, "relayed", &stored) == 0) {
+		CHECK(strstr(field(r.t.data, r.head_end, "Subject"), "Relayed") != NULL);
+		char *text = part_content(&r, 0);
+		CHECK(strstr(text, "does not support delivery status notifications") != NULL);
+		CHECK(strstr(text, "<bob@example.net>: host smtp.example.net said: 250 2.0.0 Ok: "
+		    "queued as 1234\r\n") != NULL);
+		free(text);
+		char *status = part_content(&r, 1);
+		char *bob = dsn_block(status, 1);
+		CHECK_STR(block_field(bob, "Action"), "relayed");
+		CHECK_STR(block_field(bob, "Status"), "2.0.0");
+		CHECK_STR(block_field(bob, "Remote-MTA"), "dns; smtp.example.net");
+		free(bob);
+		free(status);
+		/* RET=FULL is for failures: a success report returns the headers only. */
+		CHECK(strstr(r.t.data, "Content-Type: text/rfc822-headers") != NULL);
+	}
+	report_close(&r, stored);
+	queue_envelope_free(orig);
+	queue_close(q);
+}
+
 /* Given up after temporary failures: relayd's reason and the last reply, both. */
 static void test_expired_after_reply(void)
 {
@@ -711,7 +755,7 @@ static void test_expired_after_reply(void)
 		queue_close(q);
 		return;
 	}
-	const struct bounce_rcpt rcpt = { &orig->rcpts[0], 0, "4.4.7", "mx.example.net",
+	const struct bounce_rcpt rcpt = { &orig->rcpts[0], BOUNCE_FAILED, "4.4.7", "mx.example.net",
 	    "451 4.2.0 mailbox busy", "delivery time expired", NOW };
 	struct report r;
 	struct queue_envelope *stored;
@@ -765,9 +809,9 @@ static void test_hostile_text(void)
 		return;
 	}
 	const struct bounce_rcpt rcpts[] = {
-		{ &orig->rcpts[0], 0, "5.1.1\r\nX-Status: 1", "mx.example.net\r\nX-Host: 1", reply,
+		{ &orig->rcpts[0], BOUNCE_FAILED, "5.1.1\r\nX-Status: 1", "mx.example.net\r\nX-Host: 1", reply,
 		  NULL, NOW },
-		{ &orig->rcpts[1], 0, NULL, NULL, NULL, "expired\r\n\r\n--=_relayd_x", 0 },
+		{ &orig->rcpts[1], BOUNCE_FAILED, NULL, NULL, NULL, "expired\r\n\r\n--=_relayd_x", 0 },
 	};
 	struct report r;
 	struct queue_envelope *stored;
@@ -836,7 +880,7 @@ static void test_smtputf8_report(void)
 		queue_close(q);
 		return;
 	}
-	const struct bounce_rcpt rcpt = { &orig->rcpts[0], 0, "5.1.1", "mx.example.net",
+	const struct bounce_rcpt rcpt = { &orig->rcpts[0], BOUNCE_FAILED, "5.1.1", "mx.example.net",
 	    "550 5.1.1 Benutzer unbekannt: m\xc3\xbcller \xc3\x28", NULL, NOW };
 	struct report r;
 	struct queue_envelope *stored;
@@ -876,7 +920,7 @@ static void test_refused(void)
 		queue_close(q);
 		return;
 	}
-	const struct bounce_rcpt rcpt = { &orig->rcpts[0], 0, "5.1.1", NULL, NULL, "gone", 0 };
+	const struct bounce_rcpt rcpt = { &orig->rcpts[0], BOUNCE_FAILED, "5.1.1", NULL, NULL, "gone", 0 };
 	struct queue_envelope *env = NULL;
 	struct queue_spool *sp = NULL;
 
@@ -913,6 +957,7 @@ int main(void)
 	TEST_CASE(test_headers_only);
 	TEST_CASE(test_endless_header);
 	TEST_CASE(test_delay_report);
+	TEST_CASE(test_relayed_report);
 	TEST_CASE(test_expired_after_reply);
 	TEST_CASE(test_hostile_text);
 	TEST_CASE(test_smtputf8_report);
