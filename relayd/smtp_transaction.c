@@ -1,0 +1,303 @@
+/*
+ * smtp_transaction — one message over a ready upstream connection: MAIL
+ * FROM (SIZE, BODY, SMTPUTF8, RET, ENVID as offered), RCPT TO (NOTIFY,
+ * ORCPT) for each recipient of the job, DATA, the body streamed from the
+ * queue chunk by chunk, dot-stuffed with CRLF line ends.  With PIPELINING
+ * MAIL, RCPT… and DATA go out at once and the replies are matched in order.
+ */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "relayd/smtp_client.h"
+
+/* ---- body -------------------------------------------------------------- */
+
+struct stuff_ctx {
+	struct smtp_client *c;
+	struct evbuffer *out;
+};
+
+/* Copy a chunk with dot-stuffing; bare CR or LF become CRLF (RFC 5321 §2.3.8). */
+static int stuff_chunk(void *arg, const void *data, size_t len)
+{
+	struct stuff_ctx *x = arg;
+	struct smtp_client *c = x->c;
+	const unsigned char *p = data;
+	unsigned char *buf = malloc(len * 2 + 4);
+	size_t o = 0;
+
+	if (!buf)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char b = p[i];
+		if (c->prev_cr) {
+			c->prev_cr = 0;
+			buf[o++] = '\r';
+			buf[o++] = '\n';
+			c->bol = 1;
+			if (b == '\n')
+				continue;
+		}
+		if (b == '\r') {
+			c->prev_cr = 1;
+			continue;
+		}
+		if (b == '\n') {
+			buf[o++] = '\r';
+			buf[o++] = '\n';
+			c->bol = 1;
+			continue;
+		}
+		if (c->bol && b == '.')
+			buf[o++] = '.';
+		buf[o++] = b;
+		c->bol = 0;
+	}
+	int rc = evbuffer_add(x->out, buf, o);
+	free(buf);
+	return rc;
+}
+
+/* Fill the output up to BODY_HIGH; after the last chunk, the terminating dot. */
+void tx_pump_body(struct smtp_client *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct stuff_ctx x = { c, out };
+
+	while (!c->body_done && evbuffer_get_length(out) < BODY_HIGH) {
+		int r = queue_read_chunk(c->up->d->queue, c->job->env->id, c->chunk, stuff_chunk, &x);
+		if (r < 0) {
+			client_fail(c, 451, "4.3.0", "cannot read the message from the queue");
+			return;
+		}
+		if (r == 0) {
+			if (c->prev_cr || !c->bol)
+				evbuffer_add(out, "\r\n", 2);
+			evbuffer_add(out, ".\r\n", 3);
+			c->body_done = 1;
+			c->state = C_DOT;
+			client_set_timeout(c, T_DATA_END(c));
+			bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+			return;
+		}
+		c->chunk++;
+	}
+}
+
+/* ---- transaction ------------------------------------------------------- */
+
+/* ORCPT and ENVID are stored as received (xtext): passed on unchanged. */
+static void send_mail(struct smtp_client *c)
+{
+	const struct queue_envelope *env = c->job->env;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	evbuffer_add_printf(out, "MAIL FROM:<%s>", env->sender);
+	if (c->size)	/* RFC 1870: only to a server that offers SIZE */
+		evbuffer_add_printf(out, " SIZE=%llu", (unsigned long long)env->size);
+	if (c->eightbit && env->body == QUEUE_BODY_8BITMIME)
+		evbuffer_add_printf(out, " BODY=8BITMIME");
+	if (c->smtputf8 && env->smtputf8)
+		evbuffer_add_printf(out, " SMTPUTF8");
+	if (c->dsn && env->ret != QUEUE_RET_NONE)
+		evbuffer_add_printf(out, " RET=%s", env->ret == QUEUE_RET_FULL ? "FULL" : "HDRS");
+	if (c->dsn && env->envid)
+		evbuffer_add_printf(out, " ENVID=%s", env->envid);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static void send_rcpt(struct smtp_client *c, size_t i)
+{
+	const struct queue_rcpt *r = &c->job->env->rcpts[c->job->rcpts[i].index];
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	evbuffer_add_printf(out, "RCPT TO:<%s>", r->addr);
+	if (c->dsn && r->notify) {
+		char list[32];
+		snprintf(list, sizeof list, "%s%s%s%s",
+		    r->notify & QUEUE_NOTIFY_NEVER ? ",NEVER" : "",
+		    r->notify & QUEUE_NOTIFY_SUCCESS ? ",SUCCESS" : "",
+		    r->notify & QUEUE_NOTIFY_FAILURE ? ",FAILURE" : "",
+		    r->notify & QUEUE_NOTIFY_DELAY ? ",DELAY" : "");
+		evbuffer_add_printf(out, " NOTIFY=%s", list + 1);
+	}
+	if (c->dsn && r->orcpt)
+		evbuffer_add_printf(out, " ORCPT=%s", r->orcpt);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static int non_ascii(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return 1;
+	return 0;
+}
+
+static int needs_utf8(const struct delivery_job *job)
+{
+	if (non_ascii(job->env->sender))
+		return 1;
+	for (size_t i = 0; i < job->nrcpts; i++)
+		if (non_ascii(job->env->rcpts[job->rcpts[i].index].addr))
+			return 1;
+	return 0;
+}
+
+void tx_begin(struct smtp_client *c)
+{
+	struct delivery_job *job = c->job;
+
+	snprintf(job->relay, sizeof job->relay, "%s", c->relay);
+	job->t_ready = delivery_now();
+	job->dsn_passed = c->dsn;
+	if (c->size_limit && job->env->size > c->size_limit) {
+		char why[160];
+		snprintf(why, sizeof why, "message size %llu exceeds the upstream's limit of %llu "
+		    "bytes (SIZE)", (unsigned long long)job->env->size,
+		    (unsigned long long)c->size_limit);
+		client_finish_job(c, 552, "5.3.4", why);
+		c->state = C_IDLE;
+		smtp_client_run(c, upstream_next_job(c->up));
+		return;
+	}
+	if (job->env->smtputf8 && !c->smtputf8 && needs_utf8(job)) {
+		/*
+		 * RFC 6531 §3.4: non-ASCII addresses need SMTPUTF8 all the way.  Like
+		 * Postfix, an ASCII envelope goes on without it even when asked for.
+		 */
+		client_finish_job(c, 553, "5.6.7", "the message needs SMTPUTF8 (non-ASCII addresses) "
+		    "and the upstream does not offer it");
+		c->state = C_IDLE;
+		smtp_client_run(c, upstream_next_job(c->up));
+		return;
+	}
+	c->rcpt_i = 0;
+	c->accepted = 0;
+	c->mail_failed = 0;
+	c->chunk = 0;
+	c->bol = 1;
+	c->prev_cr = 0;
+	c->body_done = 0;
+	c->state = C_MAIL;
+	client_set_timeout(c, T_COMMAND(c));
+	send_mail(c);
+	if (c->pipelining) {
+		for (size_t i = 0; i < job->nrcpts; i++)
+			send_rcpt(c, i);
+		client_send(c, "DATA");
+		c->sent_rcpts = job->nrcpts;
+	} else {
+		c->sent_rcpts = 0;
+	}
+}
+
+/* After a transaction that ended early: RSET, then the next job. */
+static void reset_after(struct smtp_client *c)
+{
+	c->state = C_RSET;
+	client_set_timeout(c, T_COMMAND(c));
+	client_send(c, "RSET");
+}
+
+static void mail_reply(struct smtp_client *c)
+{
+	struct delivery_job *job = c->job;
+	if (c->reply.code / 100 != 2) {
+		c->mail_failed = 1;
+		for (size_t i = 0; i < job->nrcpts; i++)
+			client_rcpt_result(&job->rcpts[i], c->reply.code, c->reply.dsn, c->reply.text);
+		if (!c->pipelining) {
+			client_finish_job(c, 0, "", "");
+			reset_after(c);
+			return;
+		}
+	}
+	c->state = C_RCPT;
+	if (!c->pipelining) {
+		send_rcpt(c, 0);
+		c->sent_rcpts = 1;
+	}
+}
+
+static void rcpt_reply(struct smtp_client *c)
+{
+	struct delivery_job *job = c->job;
+	struct job_rcpt *r = &job->rcpts[c->rcpt_i++];
+
+	if (c->reply.code / 100 == 2 && !c->mail_failed) {
+		r->accepted = 1;
+		c->accepted++;
+	} else {
+		client_rcpt_result(r, c->reply.code, c->reply.dsn, c->reply.text);
+	}
+	if (c->rcpt_i < job->nrcpts) {
+		if (!c->pipelining) {
+			send_rcpt(c, c->sent_rcpts++);
+		}
+		return;
+	}
+	c->state = C_DATA;
+	client_set_timeout(c, T_COMMAND(c));
+	if (!c->pipelining) {
+		if (c->accepted == 0) {
+			client_finish_job(c, 0, "", "");
+			reset_after(c);
+			return;
+		}
+		client_send(c, "DATA");
+	}
+}
+
+static void data_reply(struct smtp_client *c)
+{
+	if (c->reply.code == 354 && (c->accepted == 0 || c->mail_failed)) {
+		/* RFC 2920 §3.1: DATA was accepted though nobody was: send an empty message. */
+		evbuffer_add(bufferevent_get_output(c->bev), ".\r\n", 3);
+		c->state = C_DOT;
+		c->body_done = 1;
+		return;
+	}
+	if (c->reply.code != 354) {
+		if (c->accepted > 0)
+			client_finish_job(c, c->reply.code, c->reply.dsn, c->reply.text);
+		else
+			client_finish_job(c, 0, "", "");
+		reset_after(c);
+		return;
+	}
+	c->state = C_BODY;
+	client_set_timeout(c, T_COMMAND(c));
+	bufferevent_setwatermark(c->bev, EV_WRITE, BODY_HIGH / 4, 0);
+	tx_pump_body(c);
+}
+
+static void dot_reply(struct smtp_client *c)
+{
+	struct delivery_job *job = c->job;
+	for (size_t i = 0; i < job->nrcpts; i++)
+		if (job->rcpts[i].accepted)
+			client_rcpt_result(&job->rcpts[i], c->reply.code, c->reply.dsn, c->reply.text);
+	int ok = c->accepted > 0 && !c->mail_failed;
+	client_finish_job(c, 0, "", "");
+	if (!ok) {
+		reset_after(c);
+		return;
+	}
+	c->state = C_IDLE;
+	smtp_client_run(c, upstream_next_job(c->up));
+}
+
+void tx_reply(struct smtp_client *c)
+{
+	switch (c->state) {
+	case C_MAIL: mail_reply(c); return;
+	case C_RCPT: rcpt_reply(c); return;
+	case C_DATA: data_reply(c); return;
+	case C_DOT: dot_reply(c); return;
+	default: return;
+	}
+}
