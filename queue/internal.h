@@ -77,6 +77,9 @@ void queue_read_end(struct queue *q, MDB_txn *txn);
 int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job);
 
 /* writer.c */
+/* A job writing env and spool (either may be NULL); NULL, with both freed, on ENOMEM. */
+struct queue_job *queue_job_new(struct queue_envelope *env, struct queue_spool *spool,
+    queue_done_fn *done, void *arg);
 int queue_submit(struct queue *q, struct queue_job *job);
 int queue_writer_start(struct queue *q);
 void queue_writer_stop(struct queue *q);

@@ -88,20 +88,14 @@ int queue_update(struct queue *q, struct queue_envelope *state, int64_t old_due,
     int64_t new_due, struct queue_envelope *bounce, struct queue_spool *bounce_spool,
     queue_done_fn *done, void *arg)
 {
-	struct queue_job *job = calloc(1, sizeof *job);
+	struct queue_job *job = queue_job_new(bounce, bounce_spool, done, arg);
 
 	if (!job) {
 		queue_envelope_free(state);
-		queue_envelope_free(bounce);
-		queue_spool_free(bounce_spool);
 		return -1;
 	}
 	job->state = state;
 	job->old_due = old_due;
 	job->new_due = new_due;
-	job->env = bounce;
-	job->spool = bounce_spool;
-	job->done = done;
-	job->arg = arg;
 	return queue_submit(q, job);
 }

@@ -295,21 +295,28 @@ void queue_writer_stop(struct queue *q)
 	pthread_mutex_unlock(&q->lock);
 }
 
-int queue_commit(struct queue *q, struct queue_envelope *env,
-    struct queue_spool *spool, queue_done_fn *done, void *arg)
+struct queue_job *queue_job_new(struct queue_envelope *env, struct queue_spool *spool,
+    queue_done_fn *done, void *arg)
 {
 	struct queue_job *job = calloc(1, sizeof *job);
 
 	if (!job) {
 		queue_envelope_free(env);
 		queue_spool_free(spool);
-		return -1;
+		return NULL;
 	}
 	job->env = env;
 	job->spool = spool;
 	job->done = done;
 	job->arg = arg;
-	return queue_submit(q, job);
+	return job;
+}
+
+int queue_commit(struct queue *q, struct queue_envelope *env,
+    struct queue_spool *spool, queue_done_fn *done, void *arg)
+{
+	struct queue_job *job = queue_job_new(env, spool, done, arg);
+	return job ? queue_submit(q, job) : -1;
 }
 
 /* Hand a job to the writer thread; its callback comes through queue_dispatch(). */
