@@ -9,6 +9,7 @@
 #include "relayd/delivery.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +32,42 @@ struct delivery_msg {
 	struct delivery_job **jobs;
 	size_t njobs;
 	size_t jobs_left;
+	char **lines;			/* its log lines, written once its results are */
+	size_t nlines;
 	struct delivery_msg *next;
 };
+
+/* A log line about m, held until m's results are in the queue. */
+static void msg_log(struct delivery_msg *m, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void msg_log(struct delivery_msg *m, const char *fmt, ...)
+{
+	va_list ap;
+	char *line = NULL;
+	char **grown = reallocarray(m->lines, m->nlines + 1, sizeof *grown);
+
+	if (grown)
+		m->lines = grown;
+	va_start(ap, fmt);
+	int n = vasprintf(&line, fmt, ap);
+	va_end(ap);
+	if (!grown || n < 0) {
+		log_warn("%s: out of memory for a log line", m->id);
+		if (n >= 0)
+			free(line);
+		return;
+	}
+	m->lines[m->nlines++] = line;
+}
+
+static void msg_flush_log(struct delivery_msg *m)
+{
+	for (size_t i = 0; i < m->nlines; i++) {
+		log_info("%s", m->lines[i]);
+		free(m->lines[i]);
+	}
+	m->nlines = 0;
+}
 
 double delivery_now(void)
 {
@@ -173,6 +208,9 @@ static void msg_free(struct delivery_msg *m)
 	for (size_t i = 0; i < m->njobs; i++)
 		job_free(m->jobs[i]);
 	free(m->jobs);
+	for (size_t i = 0; i < m->nlines; i++)
+		free(m->lines[i]);
+	free(m->lines);
 	queue_envelope_free(m->env);
 	free(m);
 }
@@ -210,7 +248,7 @@ static const char *one_line(const char *text, char *out, size_t outlen)
 	return log_escape(out, outlen, flat, n);
 }
 
-static void log_attempt(const struct delivery_msg *m, const struct delivery_job *job,
+static void log_attempt(struct delivery_msg *m, const struct delivery_job *job,
     const struct job_rcpt *jr, const char *status, double now)
 {
 	const struct queue_envelope *env = m->env;
@@ -221,7 +259,7 @@ static void log_attempt(const struct delivery_msg *m, const struct delivery_job 
 	    job->t_done - job->t_assigned, d = job->t_ready > 0 && job->t_done > job->t_ready ?
 	    job->t_done - job->t_ready : 0;
 
-	log_info("%s: to=<%s>, relay=%s, upstream=%s, delay=%.2g, delays=%.2g/%.2g/%.2g/%.2g, "
+	msg_log(m, "%s: to=<%s>, relay=%s, upstream=%s, delay=%.2g, delays=%.2g/%.2g/%.2g/%.2g, "
 	    "dsn=%s, status=%s (%s)", m->id,
 	    log_escape(addr, sizeof addr, env->rcpts[jr->index].addr,
 	    strlen(env->rcpts[jr->index].addr)),
@@ -248,6 +286,7 @@ static void update_done(void *arg, enum queue_status status)
 {
 	struct delivery_msg *m = arg;
 
+	msg_flush_log(m);	/* the attempt happened, recorded or not */
 	if (status != QUEUE_OK)
 		log_warn("%s: cannot record delivery results (queue %s): the attempt will be "
 		    "repeated", m->id, status == QUEUE_FULL ? "full" : "error");
@@ -272,7 +311,7 @@ static int make_report(struct delivery *d, struct delivery_msg *m, struct bounce
 			kind = "non-delivery";
 		else if (br[i].action == BOUNCE_DELAYED && kind[0] == 's')
 			kind = "delay";
-	log_info("%s: sender %s notification: %s", m->id, kind, (*benv)->id);
+	msg_log(m, "%s: sender %s notification: %s", m->id, kind, (*benv)->id);
 	return 0;
 }
 
@@ -379,9 +418,10 @@ static void msg_finish(struct delivery_msg *m)
 	make_report(d, m, br, nbr, &benv, &bspool);
 	free(br);
 	if (new_due < 0)
-		log_info("%s: removed", m->id);
+		msg_log(m, "%s: removed", m->id);
 	m->env = NULL;		/* the queue owns it now */
 	if (queue_update(d->queue, env, m->due, new_due, benv, bspool, update_done, m) < 0) {
+		msg_flush_log(m);
 		log_warn("%s: cannot record delivery results: out of memory", m->id);
 		msg_done(d, m);
 	}

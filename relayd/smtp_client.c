@@ -301,6 +301,14 @@ static int start_tls(struct smtp_client *c, int fd)
 
 static void on_reply(struct smtp_client *c)
 {
+	if (c->reply.code == 421 && c->state > C_GREETING && c->state != C_QUIT) {
+		/* RFC 5321 §3.8: the server is closing: nothing more goes over this connection. */
+		if (c->state >= C_IDLE)
+			client_fail(c, 421, c->reply.dsn, "%s", c->reply.text);
+		else
+			fail_reply(c, "closing");
+		return;
+	}
 	switch (c->state) {
 	case C_GREETING:
 		if (c->reply.code != 220) {

@@ -261,6 +261,9 @@ static void bad_sequence(struct smtp_session *s, const struct smtp_command *cmd)
 {
 	if (s->state == SMTP_HELO)
 		smtp_reply_error(s, REPLY_NEED_HELO);
+	else if ((s->state == SMTP_MAIL || s->state == SMTP_RCPT) &&
+	    (strcmp(cmd->verb, "AUTH") == 0 || strcmp(cmd->verb, "STARTTLS") == 0))
+		smtp_reply_error(s, REPLY_IN_TRANSACTION);	/* RFC 4954 §4, RFC 3207 §4 */
 	else if (strcmp(cmd->verb, "MAIL") == 0)
 		smtp_reply_error(s, REPLY_NESTED_MAIL);
 	else if (s->state == SMTP_MAIL)

@@ -157,8 +157,11 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 /* An overlong line; in the middle of an AUTH exchange, it also ends the exchange. */
 static void line_too_long(struct smtp_session *s)
 {
-	if (s->auth_exchange)
+	if (s->auth_exchange) {
 		smtp_auth_drop(s);
+		smtp_reply_error(s, REPLY_AUTH_LINE_TOO_LONG);	/* RFC 4954 §4 */
+		return;
+	}
 	smtp_reply_error(s, REPLY_LINE_TOO_LONG);
 }
 

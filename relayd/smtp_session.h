@@ -22,7 +22,7 @@
 #define SMTP_CMD_LINE_MAX   512
 #define SMTP_MAIL_LINE_MAX  (512 + 26 + 100 + 500 + 10)
 #define SMTP_RCPT_LINE_MAX  (512 + 500)
-#define SMTP_LINE_HARD_MAX  2048	/* nothing longer is ever buffered */
+#define SMTP_LINE_HARD_MAX  12288	/* RFC 4954 §4 (AUTH); nothing longer is buffered */
 #define SMTP_TEXT_LINE_MAX  1000	/* RFC 5321 §4.5.3.1.6, with CRLF */
 #define SMTP_OUTPUT_MAX     (64 * 1024)	/* stop reading while replies pile up */
 #define SMTP_SHUTDOWN_FLUSH 10		/* seconds to deliver the 421 when stopping */
@@ -141,6 +141,8 @@ struct smtp_session {
 #define REPLY_AUTH_TOOWEAK	534, "5.7.9", "Authentication mechanism is too weak"
 #define REPLY_AUTH_NEED_TLS	538, "5.7.11", "Encryption required for requested authentication mechanism"
 #define REPLY_AUTH_TWICE	503, "5.5.1", "Error: already authenticated"
+#define REPLY_IN_TRANSACTION	503, "5.5.1", "Error: MAIL transaction in progress"
+#define REPLY_AUTH_LINE_TOO_LONG 500, "5.5.6", "Authentication Exchange line is too long"
 #define REPLY_AUTH_SYNTAX	501, "5.5.4", "Syntax: AUTH mechanism [initial-response]"
 #define REPLY_AUTH_REQUIRED	530, "5.7.0", "Authentication required"
 #define REPLY_AUTH_TOO_MANY	421, "4.7.0", "Error: too many failed authentications"

@@ -219,7 +219,7 @@ class Client:
 def run():
     """Run every @test; each gets its own fresh state and is reported by name."""
     only = sys.argv[1:]
-    failed = 0
+    passed = failed = 0
     for fn in _tests:
         if only and fn.__name__ not in only:
             continue
@@ -227,11 +227,13 @@ def run():
         try:
             fn()
             print("PASS %s (%.1fs)" % (fn.__name__, time.monotonic() - t0), flush=True)
+            passed += 1
         except Exception:
             failed += 1
-            print("FAIL %s" % fn.__name__, flush=True)
+            print("FAIL %s (%.1fs)" % (fn.__name__, time.monotonic() - t0), flush=True)
             traceback.print_exc(file=sys.stdout)
             sys.stdout.flush()
+    print("%d passed, %d failed" % (passed, failed), flush=True)
     sys.exit(1 if failed else 0)
 
 

@@ -1,7 +1,7 @@
 """
 test_auth — SMTP AUTH (RFC 4954) through Cyrus SASL over TLS, as mail servers
 and swaks use it, and every way it can go wrong: before TLS, bad passwords,
-unknown users and mechanisms, broken base64, "*", a 10 KB line, a second
+unknown users and mechanisms, broken base64, "*", a 13 KB line, a second
 AUTH, brute force, a backend that is down.  Relaying needs a login or an
 allow network.
 """
@@ -11,7 +11,7 @@ import re
 import subprocess
 import time
 
-from harness import Client, certs, running, run, starttls, test, tls_conf
+from harness import Client, running, run, starttls, test, tls_conf
 
 PASSWORD = "s3cret pass"
 
@@ -142,9 +142,14 @@ def test_negative_cases_get_the_rfc_replies():
         c.cmd("*", 501, "5.0.0")
         c.cmd("AUTH PLAIN %%%not-base64%%%", 501, "5.5.2")
         c.cmd("MAIL FROM:<a@example.com>", 250)
-        c.cmd("AUTH PLAIN " + plain("bob", PASSWORD), 503, "5.5.1")   # not inside a transaction
+        c.cmd("AUTH PLAIN " + plain("bob", PASSWORD), 503, "transaction in progress")
+        c.cmd("STARTTLS", 503, "transaction in progress")
         c.cmd("RSET", 250)
-        c.cmd("AUTH PLAIN " + "A" * 10240, 500, "5.5.2")              # a 10 KB line
+        c.cmd("AUTH PLAIN " + "A" * 13000, 500, "5.5.2")              # over RFC 4954's 12288
+        c.cmd("AUTH LOGIN", 334)
+        c.cmd("A" * 13000, 500, "5.5.6")                              # an exchange line, too
+        c.cmd("AUTH LOGIN " + b64("bob"), 334)                        # the session goes on
+        c.cmd("*", 501, "5.0.0")
         c.cmd("AUTH PLAIN " + plain("bob", PASSWORD), 235)
         c.cmd("AUTH PLAIN " + plain("bob", PASSWORD), 503, "5.5.1")   # already logged in
         c.cmd("QUIT", 221)

@@ -6,10 +6,9 @@ for longer than auth_timeout, and must not keep relayd from stopping.
 """
 import base64
 import os
-import threading
 import time
 
-from harness import Client, Relayd, running, run, test, wait_for
+from harness import Client, running, run, test, wait_for
 from fake_saslauthd import FakeSaslauthd
 
 

@@ -4,46 +4,14 @@ upstream.py): byte-exact forwarding, STARTTLS and implicit TLS with
 verification, AUTH, retries, bounces, and the delivery log line for every
 attempt.
 """
-import os
 import re
 import tempfile
 import time
 
-from harness import Client, Relayd, certs, running, run, test, wait_for
+from harness import Relayd, certs, running, run, test, wait_for
 from upstream import Upstream
-
-PASSWORD = "upstream secret"
-
-
-def upstream_conf(u, tls="none", user=None, ca=None, verify="yes", extra="", block=""):
-    """The upstream block for u (block: more lines inside it), route * to it, fast retries."""
-    text = "upstream up {\n host 127.0.0.1\n port %d\n tls %s\n verify %s\n%s" % (
-        u.port, tls, verify, block)
-    if ca:
-        text += " ca_file %s\n" % ca
-    if user:
-        path = os.path.join(u.dir, "password")
-        with open(path, "w") as f:
-            f.write(PASSWORD + "\n")
-        os.chmod(path, 0o600)
-        text += " user %s\n password_file %s\n" % (user, path)
-    return text + "}\nroute * up\nretry_min 1s\nretry_max 2s\n" + extra
-
-
-def stuffed(body):
-    return re.sub(r"(?m)^\.", "..", body)
-
-
-def submit(r, rcpts, body, sender="alice@relay.test", mail_params=""):
-    c = Client(r.port)
-    c.hello()
-    qid = c.send_message(sender, rcpts, stuffed(body), mail_params=mail_params)
-    c.cmd("QUIT", 221)
-    return qid
-
-
-BODY = ("From: alice@relay.test\r\nTo: bob@example.com\r\nSubject: hi\r\n\r\n"
-        "line one\r\n.leading dot\r\n..two dots\r\nlast line\r\n")
+from delivery_helpers import (BODY, PASSWORD, json_text, report_fields, sent_line, submit,
+                              upstream_conf)
 
 
 @test
@@ -66,11 +34,6 @@ def test_plain_delivery_is_byte_exact_and_logged():
                              r"upstream=up, delay=[0-9.e-]+, delays=[0-9.e/-]+, dsn=2\.0\.0, "
                              r"status=sent \(250 " % (qid, u.port), line), line
             assert r.queued_ids() == []
-
-
-def sent_line(r, qid, rcpt):
-    lines = [l for l in r.log_text().splitlines() if "%s: to=<%s>" % (qid, rcpt) in l]
-    return lines
 
 
 @test
@@ -192,14 +155,6 @@ def test_recipient_expires_and_is_returned():
             assert dsn[0]["mail_from"] == "" and dsn[0]["rcpt_tos"] == ["alice@relay.test"]
 
 
-def report_fields(msg):
-    """The message/delivery-status fields of a DSN, as one text."""
-    import email
-    report = email.message_from_bytes(msg["data"])
-    assert report.get_content_type() == "multipart/report", msg
-    return "\n".join(str(p) for p in report.get_payload()[1].get_payload())
-
-
 @test
 def test_notify_success_through_an_upstream_without_dsn_is_reported_relayed():
     d = tempfile.mkdtemp(prefix="upstream-")
@@ -235,11 +190,6 @@ def test_notify_success_goes_on_to_an_upstream_with_dsn():
             for want in ("NOTIFY=SUCCESS", "ORCPT=rfc822;bob@example.com", "RET=HDRS",
                          "ENVID=env-2"):
                 assert want in text, (want, m)
-
-
-def json_text(m):
-    import json
-    return json.dumps({k: v for k, v in m.items() if k != "data"})
 
 
 @test
