@@ -291,6 +291,30 @@ def certs():
     return p
 
 
+def sasldb(dir, users=(("bob", "s3cret pass"),)):
+    """A Cyrus sasldb in dir with these users (realm relay.test); returns its path."""
+    path = os.path.join(dir, "sasldb2")
+    for user, password in users:
+        subprocess.run(["saslpasswd2", "-p", "-f", path, "-u", "relay.test", "-c", user],
+                       input=password.encode(), check=True, capture_output=True, timeout=30)
+    os.chmod(path, 0o640)
+    return path
+
+
+def auth_running(extra="", allow="10.0.0.0/8", password="s3cret pass"):
+    """running() with TLS and a sasldb holding bob; 127.0.0.1 is outside allow, so it
+    relays only after logging in."""
+    r = running(extra=tls_conf() + extra, allow=allow)
+    try:
+        path = sasldb(r.r.dir, (("bob", password),))
+        with open(r.r.conf, "a") as f:
+            f.write("auth_sasldb %s\n" % path)
+    except BaseException:
+        r.r.cleanup()
+        raise
+    return r
+
+
 def tls_conf():
     c = certs()
     return "tls_cert %s\ntls_key %s\n" % (c["cert"], c["key"])

@@ -11,27 +11,13 @@ import re
 import subprocess
 import time
 
-from harness import Client, running, run, starttls, test, tls_conf
+from harness import Client, auth_running, run, sasldb, starttls, test, tls_conf
 
 PASSWORD = "s3cret pass"
 
 
-def sasldb(dir, users=(("bob", PASSWORD),)):
-    path = os.path.join(dir, "sasldb2")
-    for user, password in users:
-        subprocess.run(["saslpasswd2", "-p", "-f", path, "-u", "relay.test", "-c", user],
-                       input=password.encode(), check=True, timeout=30)
-    os.chmod(path, 0o640)
-    return path
-
-
 def auth_relayd(extra="", allow="10.0.0.0/8"):
-    """relayd with TLS and a sasldb holding bob; 127.0.0.1 is outside allow."""
-    r = running(extra=tls_conf() + extra, allow=allow)
-    path = sasldb(r.r.dir)
-    with open(r.r.conf, "a") as f:
-        f.write("auth_sasldb %s\n" % path)
-    return r
+    return auth_running(extra, allow, PASSWORD)
 
 
 def plain(user, password):

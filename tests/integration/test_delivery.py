@@ -5,10 +5,11 @@ verification, AUTH, retries, bounces, and the delivery log line for every
 attempt.
 """
 import re
+import subprocess
 import tempfile
 import time
 
-from harness import Relayd, certs, running, run, test, wait_for
+from harness import Relayd, auth_running, certs, running, run, test, wait_for
 from upstream import Upstream
 from delivery_helpers import (BODY, PASSWORD, json_text, report_fields, sent_line, submit,
                               upstream_conf)
@@ -34,6 +35,46 @@ def test_plain_delivery_is_byte_exact_and_logged():
                              r"upstream=up, delay=[0-9.e-]+, delays=[0-9.e/-]+, dsn=2\.0\.0, "
                              r"status=sent \(250 " % (qid, u.port), line), line
             assert r.queued_ids() == []
+
+
+@test
+def test_swaks_to_relayd_to_a_tls_auth_upstream_delivers_retries_and_bounces():
+    """The issue's "done when": a client logs in to relayd over STARTTLS with swaks;
+    relayd forwards over verified STARTTLS with AUTH, retries a greylisted recipient,
+    returns a refused one to the sender, and the log tells each story."""
+    c = certs()
+    d = tempfile.mkdtemp(prefix="upstream-")
+    replies = {"grey@example.com": ["451 4.7.1 Greylisted, come back later", "250 2.1.5 Ok"],
+               "gone@example.com": ["550 5.1.1 <gone@example.com>: no such user"]}
+    with Upstream(d, tls="starttls", require_tls=True, rcpt_replies=replies,
+                  auth={"user": "relay", "password": PASSWORD}) as u:
+        conf = upstream_conf(u, tls="starttls", user="relay", ca=c["ca"])
+        with auth_running(extra=conf, password="client pass") as r:
+            out = subprocess.run(
+                ["swaks", "-s", "127.0.0.1:%d" % r.port, "--tls", "-a", "PLAIN", "-au", "bob",
+                 "-ap", "client pass", "-f", "alice@relay.test",
+                 "-t", "grey@example.com,gone@example.com", "--header", "Subject: e2e"],
+                capture_output=True, timeout=60)
+            text = out.stdout.decode()
+            assert out.returncode == 0, text
+            qid = re.search(r"queued as ([0-9A-F]{12})", text).group(1)
+            wait_for(lambda: "%s: removed" % qid in r.log_text(), 30, what="the end")
+            grey = sent_line(r, qid, "grey@example.com")
+            assert ["status=deferred" in grey[0], "status=sent" in grey[1]] == [True, True], grey
+            assert "Greylisted" in grey[0] and "dsn=4.7.1" in grey[0], grey
+            gone = sent_line(r, qid, "gone@example.com")
+            assert len(gone) == 1 and "status=bounced" in gone[0] and "dsn=5.1.1" in gone[0]
+            assert "no such user" in gone[0] and "upstream=up" in gone[0], gone
+            got = u.messages(accepted=True)
+            orig = [m for m in got if m["mail_from"] == "alice@relay.test"]
+            assert [m["rcpt_tos"] for m in orig] == [["grey@example.com"]], got
+            assert orig[0]["tls"] and orig[0]["auth"] == "relay", orig
+            assert b"Subject: e2e" in orig[0]["data"]
+            dsn = [m for m in got if m["mail_from"] == ""]
+            assert len(dsn) == 1 and dsn[0]["rcpt_tos"] == ["alice@relay.test"], got
+            fields = report_fields(dsn[0])
+            assert "Final-Recipient: rfc822; gone@example.com" in fields, fields
+            assert "grey@example.com" not in fields, fields
 
 
 @test

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 
-from harness import certs, running, run, test, tls_conf, wait_for
+from harness import auth_running, certs, running, run, test, wait_for
 
 DEFAULT_MAIN_CF = "/etc/postfix/main.cf"
 # Under /tmp, not $TMPDIR: every parent of Postfix's directories must be traversable by
@@ -400,23 +400,8 @@ def test_postfix_sees_relay_denied():
 PASSWORD = "Relay-pass.42"
 
 
-class sasl_relayd(running):
-    """relayd as test_auth sets it up: TLS, a sasldb holding bob in realm relay.test,
-    and allow 10.0.0.0/8 — so 127.0.0.1 may relay only after logging in. (test_auth's
-    sasldb() is not imported: importing test_auth would add its tests to this run.)"""
-
-    def __init__(self):
-        super().__init__(extra=tls_conf(), allow="10.0.0.0/8")
-        try:
-            path = os.path.join(self.r.dir, "sasldb2")
-            subprocess.run(["saslpasswd2", "-p", "-f", path, "-u", RELAY_NAME, "-c", "bob"],
-                           input=PASSWORD.encode(), check=True, capture_output=True, timeout=30)
-            os.chmod(path, 0o640)
-            with open(self.r.conf, "a") as f:
-                f.write("auth_sasldb %s\n" % path)
-        except BaseException:
-            self.r.cleanup()
-            raise
+def sasl_relayd():
+    return auth_running(password=PASSWORD)
 
 
 @test
