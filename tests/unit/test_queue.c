@@ -4,12 +4,9 @@
  * every field and every body byte; ids stay unique and increasing; a full map
  * fails only the message that does not fit; commits from many threads all land.
  */
-#include "queue/queue.h"
-#include "tests/unit/check.h"
+#include "tests/unit/queue_helpers.h"
 
 #include <errno.h>
-#include <ftw.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -19,76 +16,6 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
-
-#define KiB 1024
-#define MiB (1024 * 1024)
-#define CHUNK (256 * KiB)
-
-static char dir_template[] = "/tmp/test_queue.XXXXXX";
-static char *base_dir;
-static int dir_counter;
-
-/* A fresh queue directory per test case, all inside base_dir. */
-static char *new_dir(void)
-{
-	static char path[256];
-	snprintf(path, sizeof path, "%s/q%d", base_dir, dir_counter++);
-	return path;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st; (void)flag; (void)ftw;
-	return remove(path);
-}
-
-/* One commit's outcome, filled by its callback. */
-struct result {
-	int called;
-	enum queue_status status;
-};
-
-static int callbacks;		/* all callbacks so far, on the test's main thread */
-
-static void on_done(void *arg, enum queue_status status)
-{
-	struct result *r = arg;
-	r->called++;
-	r->status = status;
-	callbacks++;
-}
-
-/* Poll the notification fd and dispatch until `want` callbacks have arrived, at most 10 s. */
-static int wait_callbacks(struct queue *q, int want)
-{
-	time_t deadline = time(NULL) + 10;
-	while (callbacks < want && time(NULL) < deadline) {
-		struct pollfd pfd = { .fd = queue_notify_fd(q), .events = POLLIN };
-		if (poll(&pfd, 1, 100) > 0)
-			queue_dispatch(q);
-	}
-	return callbacks >= want;
-}
-
-static void fill_body(unsigned char *p, size_t len, unsigned seed)
-{
-	for (size_t i = 0; i < len; i++) {
-		seed = seed * 1103515245 + 12345;
-		p[i] = (i % 78 == 76) ? '\r' : (i % 78 == 77) ? '\n' : (unsigned char)(seed >> 16);
-	}
-}
-
-/* Write body into a new spool in pieces of `piece` bytes, as DATA would. */
-static struct queue_spool *spool_of(struct queue *q, const unsigned char *body, size_t len,
-    size_t piece)
-{
-	struct queue_spool *sp = queue_spool_new(q);
-	CHECK(sp != NULL);
-	for (size_t off = 0; off < len; off += piece)
-		CHECK(queue_spool_write(sp, body + off, len - off < piece ? len - off : piece) == 0);
-	CHECK(queue_spool_size(sp) == len);
-	return sp;
-}
 
 static char *dup_or_null(const char *s)
 {
@@ -157,29 +84,6 @@ static void commit_sample(struct queue *q, size_t k)
 	queue_commit(q, env, spool_of(q, s->body, s->size, 1000), on_done, &s->result);
 }
 
-/* Collects what queue_read_body hands out. */
-struct body_copy {
-	unsigned char *data;
-	size_t len, cap;
-	int calls;
-	int chunk_too_big;
-};
-
-static int collect_body(void *arg, const void *data, size_t len)
-{
-	struct body_copy *b = arg;
-	if (len > CHUNK)
-		b->chunk_too_big = 1;
-	if (b->len + len > b->cap) {
-		b->cap = (b->len + len) * 2;
-		b->data = realloc(b->data, b->cap);
-	}
-	memcpy(b->data + b->len, data, len);
-	b->len += len;
-	b->calls++;
-	return 0;
-}
-
 static void check_sample(const struct queue_envelope *env, size_t k)
 {
 	const struct sample *s = &samples[k];
@@ -245,18 +149,6 @@ static int walk_samples(void *arg, const struct queue_envelope *env)
 	return 0;
 }
 
-static struct queue *open_queue(const char *dir, uint64_t map, uint64_t max, size_t memory)
-{
-	char err[256] = "";
-	struct queue_options opt = { .dir = dir, .map_size = map, .max_size = max,
-	    .spool_memory = memory };
-	struct queue *q = queue_open(&opt, err, sizeof err);
-	if (!q)
-		fprintf(stderr, "  queue_open: %s\n", err);
-	CHECK(q != NULL);
-	return q;
-}
-
 static void test_commit_walk_reopen(void)
 {
 	const char *dir = new_dir();
@@ -315,23 +207,10 @@ static void test_commit_walk_reopen(void)
 	}
 }
 
-static int count_walk(void *arg, const struct queue_envelope *env)
-{
-	(void)env;
-	(*(size_t *)arg)++;
-	return 0;
-}
-
 static int stop_walk(void *arg, const struct queue_envelope *env)
 {
 	(void)env;
 	return ++*(size_t *)arg == 2;
-}
-
-static int fail_body(void *arg, const void *data, size_t len)
-{
-	(void)arg; (void)data; (void)len;
-	return -1;
 }
 
 /* Addresses relayctl passes on are not trusted either. */
@@ -750,11 +629,8 @@ static void test_concurrent_commits(void)
 
 int main(void)
 {
-	base_dir = mkdtemp(dir_template);
-	if (!base_dir) {
-		perror("mkdtemp");
+	if (scratch_init("test_queue") < 0)
 		return 1;
-	}
 	TEST_CASE(test_commit_walk_reopen);
 	TEST_CASE(test_lookups_of_bad_ids);
 	TEST_CASE(test_second_writer_refused);
@@ -765,6 +641,6 @@ int main(void)
 	TEST_CASE(test_spool_write_error);
 	TEST_CASE(test_disk_full_at_commit);
 	TEST_CASE(test_concurrent_commits);
-	nftw(base_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	scratch_remove();
 	return check_exit();
 }
