@@ -73,8 +73,12 @@ int queue_map_grow(struct queue *q);
 int queue_read_begin(struct queue *q, MDB_txn **txn);
 void queue_read_end(struct queue *q, MDB_txn *txn);
 
-/* update.c: a queue_update() job's writes into txn.  0 or an LMDB / errno code. */
-int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job);
+/*
+ * update.c: a queue_update() job's writes into txn; *gone is set when the
+ * message no longer exists (its bounce is not written).  0 or an LMDB /
+ * errno code.
+ */
+int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job, int *gone);
 
 /* writer.c */
 /* A job writing env and spool (either may be NULL); NULL, with both freed, on ENOMEM. */

@@ -110,11 +110,19 @@ int queue_commit(struct queue *q, struct queue_envelope *env,
  * back and the message moves in the schedule from old_due (where
  * queue_due() found it) to new_due; new_due < 0 removes the message, every
  * recipient being done.  bounce and bounce_spool, when not NULL, are a new
- * message committed in the same transaction.  done() as for queue_commit.
+ * message committed in the same transaction — unless the message is gone
+ * by then (relayctl delete): then nothing is written but the old schedule
+ * entry's removal.  done() as for queue_commit.
  */
 int queue_update(struct queue *q, struct queue_envelope *state, int64_t old_due,
     int64_t new_due, struct queue_envelope *bounce, struct queue_spool *bounce_spool,
     queue_done_fn *done, void *arg);
+/*
+ * A schedule entry (due, id) whose message cannot be loaded: removed when
+ * the message is really gone, kept when its record is there (damaged).
+ */
+int queue_unschedule(struct queue *q, const char *id, int64_t due, queue_done_fn *done,
+    void *arg);
 
 /*
  * The schedule: fn(arg, id, due) for each message due at or before now, in

@@ -7,6 +7,7 @@
  * thread, group-committed with everything else.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,7 +45,10 @@ static int del_prefixed(MDB_txn *txn, MDB_dbi dbi, const char *id)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job)
+/* new_due of a queue_unschedule() job: the old entry stays if the message is there. */
+#define DUE_KEEP_IF_PRESENT (-2)
+
+int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job, int *gone)
 {
 	const struct queue_envelope *st = job->state;
 	unsigned char sub[QUEUE_KEY_SUB_LEN], sched[QUEUE_KEY_SCHED_LEN];
@@ -55,12 +59,19 @@ int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job)
 	queue_key_sched(sched, job->old_due, st->id);
 	if ((rc = del_key(txn, q->db_sched, sched, sizeof sched)) != 0)
 		return rc;
-	/* Gone already (relayctl delete): nothing to record. */
+	/* Gone already (relayctl delete): nothing to record, no bounce about it. */
 	key = (MDB_val){ QUEUE_ID_LEN, (void *)st->id };
-	if ((rc = mdb_get(txn, q->db_msg, &key, &val)) == MDB_NOTFOUND)
+	if ((rc = mdb_get(txn, q->db_msg, &key, &val)) == MDB_NOTFOUND) {
+		*gone = 1;
 		return 0;
+	}
 	if (rc != 0)
 		return rc;
+	if (job->new_due == DUE_KEEP_IF_PRESENT) {
+		key = (MDB_val){ sizeof sched, sched };
+		val = (MDB_val){ 0, NULL };
+		return mdb_put(txn, q->db_sched, &key, &val, 0);
+	}
 	if (job->new_due < 0) {
 		if ((rc = del_key(txn, q->db_msg, st->id, QUEUE_ID_LEN)) != 0 ||
 		    (rc = del_prefixed(txn, q->db_rcpt, st->id)) != 0)
@@ -97,5 +108,22 @@ int queue_update(struct queue *q, struct queue_envelope *state, int64_t old_due,
 	job->state = state;
 	job->old_due = old_due;
 	job->new_due = new_due;
+	return queue_submit(q, job);
+}
+
+int queue_unschedule(struct queue *q, const char *id, int64_t due, queue_done_fn *done,
+    void *arg)
+{
+	struct queue_envelope *st = queue_envelope_new();
+	struct queue_job *job = st ? queue_job_new(NULL, NULL, done, arg) : NULL;
+
+	if (!job) {
+		queue_envelope_free(st);
+		return -1;
+	}
+	snprintf(st->id, sizeof st->id, "%s", id);
+	job->state = st;
+	job->old_due = due;
+	job->new_due = DUE_KEEP_IF_PRESENT;
 	return queue_submit(q, job);
 }

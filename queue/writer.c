@@ -63,11 +63,11 @@ static int put_job(struct queue *q, MDB_txn *txn, struct queue_job *job)
 	const struct queue_envelope *env = job->env;
 	unsigned char sub[QUEUE_KEY_SUB_LEN], sched[QUEUE_KEY_SCHED_LEN];
 	MDB_val key, val;
-	int rc;
+	int rc, gone = 0;
 
-	if (job->state && (rc = queue_put_update(q, txn, job)) != 0)
+	if (job->state && (rc = queue_put_update(q, txn, job, &gone)) != 0)
 		return rc;
-	if (!env)
+	if (!env || gone)
 		return 0;
 
 	/* A spool that lost a write holds part of a body: never store that as the message. */

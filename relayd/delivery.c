@@ -487,6 +487,11 @@ static struct delivery_job *job_for(struct delivery_msg *m, struct upstream *up)
 	return job;
 }
 
+static void unscheduled(void *arg, enum queue_status status)
+{
+	(void)arg, (void)status;
+}
+
 /* Route each pending recipient; the jobs go to their upstreams. */
 static int start_message(struct delivery *d, const char *id, int64_t due)
 {
@@ -497,7 +502,10 @@ static int start_message(struct delivery *d, const char *id, int64_t due)
 	memcpy(m->id, id, sizeof m->id);
 	m->due = due;
 	if (!(m->env = queue_load(d->queue, id))) {
-		log_warn("%s: scheduled but cannot be loaded", id);
+		/* Deleted meanwhile (the entry goes), or damaged (relayctl shows it; it stays). */
+		log_warn("%s: scheduled but cannot be loaded: gone, or damaged", id);
+		if (queue_unschedule(d->queue, id, due, unscheduled, NULL) < 0)
+			log_warn("%s: cannot drop the schedule entry: out of memory", id);
 		free(m);
 		return -1;
 	}
