@@ -317,15 +317,7 @@ void conf_free(struct config *conf)
 	free(conf->auth_sasldb.path);
 	free(conf->auth_saslauthd.path);
 	free(conf->auth_mechanisms);
-	for (size_t i = 0; i < conf->nupstreams; i++) {
-		struct conf_upstream *u = &conf->upstreams[i];
-		free(u->name);
-		free(u->host);
-		free(u->ca_file);
-		free(u->user);
-		free(u->password_file);
-	}
-	free(conf->upstreams);
+	conf_free_upstreams(conf);
 	conf_free_routes(conf);
 	free(conf);
 }

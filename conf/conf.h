@@ -33,13 +33,16 @@ struct conf_cidr {
 	unsigned prefix;		/* 0..32 or 0..128 */
 };
 
-enum conf_tls_mode { CONF_TLS_STARTTLS, CONF_TLS_IMPLICIT, CONF_TLS_NONE };
+/* starttls: required and verified; tls: implicit (465); may: STARTTLS when offered. */
+enum conf_tls_mode { CONF_TLS_STARTTLS, CONF_TLS_IMPLICIT, CONF_TLS_NONE, CONF_TLS_MAY };
 
 /* One `upstream NAME { … }` block: where to forward mail (used by delivery). */
 struct conf_upstream {
 	char *name;
-	char *host;
-	unsigned port;			/* default 587, or 465 with `tls tls`, 25 with `tls none` */
+	char *host;			/* without next-hop brackets or port */
+	unsigned host_port;		/* the port of host [name]:port, or 0 */
+	unsigned port;			/* default: host's, else 587; 465 with `tls tls`, 25 with
+					 * `tls none` or `tls may` */
 	enum conf_tls_mode tls;
 	int verify;			/* 1: check chain and host name (default) */
 	char *ca_file;			/* NULL: the system store */
@@ -51,12 +54,20 @@ struct conf_upstream {
 	unsigned timeout_command;	/* each reply (greeting, EHLO, MAIL, RCPT…), default 300 */
 	unsigned timeout_data;		/* the reply to the final dot, default 600 */
 	unsigned timeout_idle;		/* an unused connection is closed after this, default 5 */
+	char **failover_on;		/* enhanced codes (prefixes) that go to the next upstream */
+	size_t nfailover_on;
+	int null_sender;		/* takes MAIL FROM:<> (default 1); 0: bounces skip it */
+	char *envelope_from;		/* MAIL FROM for every non-null sender, or NULL */
 	int line;			/* where the block starts, for messages */
 };
 
-/* One `route PATTERN UPSTREAM…`: mail for matching domains goes to these, in order. */
+/*
+ * One `route PATTERN UPSTREAM…` (recipient domains) or `route_sender
+ * PATTERN UPSTREAM…` (envelope senders): matching mail goes to these, in order.
+ */
 struct conf_route {
-	char *pattern;			/* "*", "example.com" or ".example.com" */
+	int sender;			/* 1: route_sender */
+	char *pattern;			/* "*", "example.com", ".example.com"; sender: or an address */
 	char **names;			/* upstream names as written */
 	size_t *upstreams;		/* the same as indices into config.upstreams */
 	size_t nupstreams;

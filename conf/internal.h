@@ -73,6 +73,20 @@ void conf_enter(struct conf_parser *p, const struct conf_section *section, void 
 /* The line where keyword was first given in the current section, or 0. */
 int conf_seen(const struct conf_parser *p, const char *keyword);
 
+#define CONF_FIELD(base, offset, type) ((type *)(void *)((char *)(base) + (offset)))
+
+/* keywords.c: value checks and setters the sections share. */
+/* Letters, digits and the characters in extra; 1..max bytes. */
+int conf_valid_name(const char *s, const char *extra, size_t max);
+int conf_store_string(struct conf_parser *p, char **field, const char *value);
+conf_set_fn conf_set_string, conf_set_path, conf_set_count, conf_set_port, conf_set_timeout,
+    conf_set_yes_no, conf_set_address;
+
+/* upstream.c: `upstream NAME {` and freeing the blocks. */
+int conf_open_upstream(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv);
+void conf_free_upstreams(struct config *conf);
+
 /* Allocate an empty config (no defaults yet: the top section's close fills them). */
 struct config *conf_new(void);
 

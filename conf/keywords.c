@@ -12,14 +12,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CONF_FIELD(base, offset, type) ((type *)(void *)((char *)(base) + (offset)))
 
 #define DEFAULT_QUEUE_DIR	"/var/spool/relayd"
 #define DEFAULT_LISTEN		"127.0.0.1:2525"
 #define MIN_QUEUE_SIZE		(UINT64_C(1) << 20)
 
 /* Letters, digits and the characters in extra; 1..max bytes. */
-static int conf_valid_name(const char *s, const char *extra, size_t max)
+int conf_valid_name(const char *s, const char *extra, size_t max)
 {
 	size_t len = strlen(s);
 
@@ -46,7 +45,7 @@ static const char *conf_size_text(uint64_t n, char *buf, size_t len)
 	return buf;
 }
 
-static int conf_store_string(struct conf_parser *p, char **field, const char *value)
+int conf_store_string(struct conf_parser *p, char **field, const char *value)
 {
 	char *copy = strdup(value);
 
@@ -59,7 +58,7 @@ static int conf_store_string(struct conf_parser *p, char **field, const char *va
 	return 0;
 }
 
-static int conf_set_string(struct conf_parser *p, void *base, size_t offset, int argc,
+int conf_set_string(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv)
 {
 	(void)argc;
@@ -70,8 +69,8 @@ static int conf_set_string(struct conf_parser *p, void *base, size_t offset, int
 	return conf_store_string(p, CONF_FIELD(base, offset, char *), argv[0]);
 }
 
-/* user@domain, plain ASCII: where mail to <postmaster> goes (RFC 5321 §4.5.1). */
-static int conf_set_postmaster(struct conf_parser *p, void *base, size_t offset, int argc,
+/* user@domain, plain ASCII: postmaster (RFC 5321 §4.5.1), an upstream's envelope_from. */
+int conf_set_address(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv)
 {
 	const char *at = strchr(argv[0], '@');
@@ -89,7 +88,7 @@ static int conf_set_postmaster(struct conf_parser *p, void *base, size_t offset,
 }
 
 /* A file relayd opens later, maybe after chdir("/"): only absolute paths. */
-static int conf_set_path(struct conf_parser *p, void *base, size_t offset, int argc,
+int conf_set_path(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv)
 {
 	(void)argc;
@@ -145,17 +144,6 @@ static int conf_set_hostname(struct conf_parser *p, void *base, size_t offset, i
 	return conf_set_string(p, base, offset, argc, argv);
 }
 
-/* An upstream's host: a name, or an IPv4 or IPv6 address. */
-static int conf_set_host(struct conf_parser *p, void *base, size_t offset, int argc,
-    char **argv)
-{
-	if (!conf_valid_name(argv[0], ".-_:", 253)) {
-		conf_error(p, "%s: bad host name \"%s\"", p->keyword, argv[0]);
-		return -1;
-	}
-	return conf_set_string(p, base, offset, argc, argv);
-}
-
 static int conf_set_size(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv)
 {
@@ -183,7 +171,7 @@ static int conf_set_queue_size(struct conf_parser *p, void *base, size_t offset,
 	return 0;
 }
 
-static int conf_set_count(struct conf_parser *p, void *base, size_t offset, int argc,
+int conf_set_count(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv)
 {
 	(void)argc;
@@ -194,7 +182,7 @@ static int conf_set_count(struct conf_parser *p, void *base, size_t offset, int 
 	return 0;
 }
 
-static int conf_set_port(struct conf_parser *p, void *base, size_t offset, int argc,
+int conf_set_port(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv)
 {
 	(void)argc;
@@ -206,7 +194,7 @@ static int conf_set_port(struct conf_parser *p, void *base, size_t offset, int a
 }
 
 /* Every duration keyword is a timeout, and a timeout of 0 would drop every client. */
-static int conf_set_timeout(struct conf_parser *p, void *base, size_t offset, int argc,
+int conf_set_timeout(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv)
 {
 	unsigned n;
@@ -221,7 +209,7 @@ static int conf_set_timeout(struct conf_parser *p, void *base, size_t offset, in
 	return 0;
 }
 
-static int conf_set_yes_no(struct conf_parser *p, void *base, size_t offset, int argc,
+int conf_set_yes_no(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv)
 {
 	(void)argc;
@@ -231,26 +219,6 @@ static int conf_set_yes_no(struct conf_parser *p, void *base, size_t offset, int
 	}
 	*CONF_FIELD(base, offset, int) = strcmp(argv[0], "yes") == 0;
 	return 0;
-}
-
-static int conf_set_tls(struct conf_parser *p, void *base, size_t offset, int argc,
-    char **argv)
-{
-	static const struct { const char *word; enum conf_tls_mode mode; } modes[] = {
-		{ "starttls", CONF_TLS_STARTTLS },
-		{ "tls", CONF_TLS_IMPLICIT },
-		{ "none", CONF_TLS_NONE },
-	};
-
-	(void)argc;
-	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
-		if (strcmp(argv[0], modes[i].word) == 0) {
-			*CONF_FIELD(base, offset, enum conf_tls_mode) = modes[i].mode;
-			return 0;
-		}
-	}
-	conf_error(p, "%s: \"%s\" is not starttls, tls or none", p->keyword, argv[0]);
-	return -1;
 }
 
 /* log stderr | syslog | /absolute/file */
@@ -333,92 +301,6 @@ static int conf_add_allow(struct conf_parser *p, void *base, size_t offset, int 
 	return 0;
 }
 
-static const struct conf_keyword conf_upstream_keywords[] = {
-	{ "host", conf_set_host, offsetof(struct conf_upstream, host), 1, 1, CONF_ONCE },
-	{ "port", conf_set_port, offsetof(struct conf_upstream, port), 1, 1, CONF_ONCE },
-	{ "tls", conf_set_tls, offsetof(struct conf_upstream, tls), 1, 1, CONF_ONCE },
-	{ "verify", conf_set_yes_no, offsetof(struct conf_upstream, verify), 1, 1, CONF_ONCE },
-	{ "ca_file", conf_set_path, offsetof(struct conf_upstream, ca_file), 1, 1, CONF_ONCE },
-	{ "user", conf_set_string, offsetof(struct conf_upstream, user), 1, 1, CONF_ONCE },
-	{ "password_file", conf_set_path, offsetof(struct conf_upstream, password_file), 1, 1,
-	    CONF_ONCE },
-	{ "max_connections", conf_set_count, offsetof(struct conf_upstream, max_connections),
-	    1, 1, CONF_ONCE },
-	{ "timeout_connect", conf_set_timeout, offsetof(struct conf_upstream, timeout_connect),
-	    1, 1, CONF_ONCE },
-	{ "timeout_command", conf_set_timeout, offsetof(struct conf_upstream, timeout_command),
-	    1, 1, CONF_ONCE },
-	{ "timeout_data", conf_set_timeout, offsetof(struct conf_upstream, timeout_data), 1, 1,
-	    CONF_ONCE },
-	{ "timeout_idle", conf_set_timeout, offsetof(struct conf_upstream, timeout_idle), 1, 1,
-	    CONF_ONCE },
-};
-
-/* At `}`: the block must name a host; the port follows the TLS mode unless given. */
-static int conf_close_upstream(struct conf_parser *p, void *base)
-{
-	struct conf_upstream *u = base;
-
-	if (!u->host) {
-		conf_error(p, "upstream \"%s\" has no host", u->name);
-		return -1;
-	}
-	if (!u->user != !u->password_file) {
-		conf_error(p, "upstream \"%s\": user and password_file go together", u->name);
-		return -1;
-	}
-	if (u->port == 0)
-		u->port = u->tls == CONF_TLS_IMPLICIT ? 465 : u->tls == CONF_TLS_NONE ? 25 : 587;
-	return 0;
-}
-
-const struct conf_section conf_upstream_section = {
-	"upstream", conf_upstream_keywords,
-	sizeof conf_upstream_keywords / sizeof conf_upstream_keywords[0],
-	conf_close_upstream,
-};
-
-/* upstream NAME { — NAME is what routes and log lines (`upstream=NAME`) call it. */
-static int conf_open_upstream(struct conf_parser *p, void *base, size_t offset, int argc,
-    char **argv)
-{
-	struct config *conf = base;
-	struct conf_upstream *u;
-
-	(void)argc, (void)offset;
-	if (!conf_valid_name(argv[0], "._-", 64)) {
-		conf_error(p, "upstream: bad name \"%s\" (letters, digits, . _ -)", argv[0]);
-		return -1;
-	}
-	for (size_t i = 0; i < conf->nupstreams; i++) {
-		if (strcmp(conf->upstreams[i].name, argv[0]) == 0) {
-			conf_error(p, "upstream \"%s\" defined twice (first at line %d)", argv[0],
-			    conf->upstreams[i].line);
-			return -1;
-		}
-	}
-	u = reallocarray(conf->upstreams, conf->nupstreams + 1, sizeof *u);
-	if (!u) {
-		conf_error(p, "out of memory");
-		return -1;
-	}
-	conf->upstreams = u;
-	u = &conf->upstreams[conf->nupstreams++];
-	memset(u, 0, sizeof *u);
-	u->tls = CONF_TLS_STARTTLS;
-	u->verify = 1;
-	u->max_connections = 4;
-	u->timeout_connect = 30;
-	u->timeout_command = 5 * 60;
-	u->timeout_data = 10 * 60;
-	u->timeout_idle = 5;
-	u->line = p->line;
-	if (conf_store_string(p, &u->name, argv[0]) < 0)
-		return -1;
-	conf_enter(p, &conf_upstream_section, u);
-	return 0;
-}
-
 static const struct conf_keyword conf_top_keywords[] = {
 	{ "hostname", conf_set_hostname, offsetof(struct config, hostname), 1, 1, CONF_ONCE },
 	{ "queue", conf_set_string, offsetof(struct config, queue_dir), 1, 1, CONF_ONCE },
@@ -442,7 +324,7 @@ static const struct conf_keyword conf_top_keywords[] = {
 	{ "timeout_data", conf_set_timeout, offsetof(struct config, timeout_data), 1, 1,
 	    CONF_ONCE },
 	{ "user", conf_set_string, offsetof(struct config, user), 1, 1, CONF_ONCE },
-	{ "postmaster", conf_set_postmaster, offsetof(struct config, postmaster), 1, 1, CONF_ONCE },
+	{ "postmaster", conf_set_address, offsetof(struct config, postmaster), 1, 1, CONF_ONCE },
 	{ "tls_cert", conf_set_file, offsetof(struct config, tls_cert), 1, 1, CONF_ONCE },
 	{ "tls_key", conf_set_file, offsetof(struct config, tls_key), 1, 1, CONF_ONCE },
 	{ "auth_sasldb", conf_set_file, offsetof(struct config, auth_sasldb), 1, 1, CONF_ONCE },
@@ -457,6 +339,8 @@ static const struct conf_keyword conf_top_keywords[] = {
 	{ "auth_timeout", conf_set_timeout, offsetof(struct config, auth_timeout), 1, 1,
 	    CONF_ONCE },
 	{ "route", conf_add_route, offsetof(struct config, routes), 2, CONF_ARGS_MAX, CONF_MANY },
+	{ "route_sender", conf_add_route, offsetof(struct config, routes), 2, CONF_ARGS_MAX,
+	    CONF_MANY },
 	{ "retry_min", conf_set_timeout, offsetof(struct config, retry_min), 1, 1, CONF_ONCE },
 	{ "retry_max", conf_set_timeout, offsetof(struct config, retry_max), 1, 1, CONF_ONCE },
 	{ "queue_lifetime", conf_set_timeout, offsetof(struct config, queue_lifetime), 1, 1,
@@ -468,8 +352,6 @@ static const struct conf_keyword conf_top_keywords[] = {
 
 _Static_assert(sizeof conf_top_keywords / sizeof conf_top_keywords[0] <= CONF_KEYWORDS_MAX,
     "raise CONF_KEYWORDS_MAX");
-_Static_assert(sizeof conf_upstream_keywords / sizeof conf_upstream_keywords[0] <=
-    CONF_KEYWORDS_MAX, "raise CONF_KEYWORDS_MAX");
 
 struct config *conf_new(void)
 {

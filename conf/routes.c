@@ -1,6 +1,7 @@
 /*
- * routes — the `route PATTERN UPSTREAM…` statements of relayd.conf: which
- * upstreams carry mail for which recipient domains.  Names are checked
+ * routes — the `route PATTERN UPSTREAM…` and `route_sender PATTERN
+ * UPSTREAM…` statements of relayd.conf: which upstreams carry mail for
+ * which recipient domains, or from which senders.  Names are checked
  * against the upstream blocks at the end of the file, since a route may come
  * before the block it names.  Lookup belongs to routes/; this is the syntax.
  */
@@ -10,13 +11,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* `*`, a domain (example.com), or every domain under one (.example.com). */
-static int valid_pattern(const char *s)
+/*
+ * `*`, a domain (example.com), or every domain under one (.example.com); for
+ * route_sender also an address (user@example.com), but not `*`.
+ */
+static int valid_pattern(const char *s, int sender)
 {
+	const char *at = strrchr(s, '@');
 	size_t len = strlen(s);
 
 	if (strcmp(s, "*") == 0)
-		return 1;
+		return !sender;
+	if (sender && at) {
+		for (const char *c = s; c < at; c++)
+			if (*c <= ' ' || *c >= 127 || strchr("<>()[],;:\\\"@", *c))
+				return 0;
+		return at > s && at[1] != '.' && valid_pattern(at + 1, 0);
+	}
 	if (len == 0 || len > 253 || s[len - 1] == '.' || (s[0] == '.' && len == 1))
 		return 0;
 	for (const char *c = s; *c; c++)
@@ -29,16 +40,19 @@ int conf_add_route(struct conf_parser *p, void *base, size_t offset, int argc, c
 {
 	struct config *conf = base;
 	struct conf_route *grown, *r;
+	int sender = strcmp(p->keyword, "route_sender") == 0;
 
 	(void)offset;
-	if (!valid_pattern(argv[0])) {
-		conf_error(p, "route: bad domain \"%s\" (use *, example.com or .example.com)",
-		    argv[0]);
+	if (!valid_pattern(argv[0], sender)) {
+		conf_error(p, sender ? "route_sender: bad sender \"%s\" (use user@example.com, "
+		    "example.com or .example.com)" : "route: bad domain \"%s\" (use *, "
+		    "example.com or .example.com)", argv[0]);
 		return -1;
 	}
 	for (size_t i = 0; i < conf->nroutes; i++) {
-		if (strcasecmp(conf->routes[i].pattern, argv[0]) == 0) {
-			conf_error(p, "route %s given twice (first at line %d)", argv[0],
+		if (conf->routes[i].sender == sender &&
+		    strcasecmp(conf->routes[i].pattern, argv[0]) == 0) {
+			conf_error(p, "%s %s given twice (first at line %d)", p->keyword, argv[0],
 			    conf->routes[i].line);
 			return -1;
 		}
@@ -52,6 +66,7 @@ int conf_add_route(struct conf_parser *p, void *base, size_t offset, int argc, c
 	r = &conf->routes[conf->nroutes];
 	memset(r, 0, sizeof *r);
 	r->line = p->line;
+	r->sender = sender;
 	if (!(r->pattern = strdup(argv[0])) ||
 	    !(r->names = calloc((size_t)argc - 1, sizeof *r->names)) ||
 	    !(r->upstreams = calloc((size_t)argc - 1, sizeof *r->upstreams))) {
@@ -81,8 +96,8 @@ int conf_check_routes(struct conf_parser *p, struct config *conf)
 				k++;
 			if (k == conf->nupstreams) {
 				p->line = r->line;
-				conf_error(p, "route %s: no upstream block named \"%s\"", r->pattern,
-				    r->names[j]);
+				conf_error(p, "%s %s: no upstream block named \"%s\"",
+				    r->sender ? "route_sender" : "route", r->pattern, r->names[j]);
 				return -1;
 			}
 			r->upstreams[j] = k;

@@ -27,6 +27,9 @@ struct upstream {
 	SSL_CTX *tls;			/* client context; NULL with `tls none` */
 	char *password;			/* from password_file, or NULL */
 	unsigned nconn;			/* connections open or opening */
+	double down_until;		/* after failed connections: passed over until then */
+	unsigned down_count;		/* failures in a row: the hold-off grows with it */
+	char down_why[256];
 	struct delivery_job *wait_head, *wait_tail;	/* jobs no connection has yet */
 	struct smtp_client *idle;	/* connections waiting for a job */
 	struct smtp_client *conns;	/* every connection */
@@ -34,10 +37,14 @@ struct upstream {
 
 /* A job recipient's code when relayd stopped before it was tried or answered. */
 #define JOB_UNDECIDED (-1)
+/* … and when it went on to the next upstream of its route (another job has it). */
+#define JOB_MOVED (-2)
 
 /* One recipient's outcome in a job. */
 struct job_rcpt {
 	size_t index;			/* in msg->env->rcpts */
+	const struct conf_route *route;	/* NULL: none matched */
+	size_t hop;			/* the job's upstream is route->upstreams[hop] */
 	int code;			/* the reply's code; 0 = not yet known; JOB_UNDECIDED */
 	char dsn[16];
 	char *text;			/* the whole reply, or relayd's own reason */
@@ -98,9 +105,15 @@ void delivery_free(struct delivery *d);
 /* smtp_client.c ↔ delivery.c */
 struct delivery_job *upstream_next_job(struct upstream *up);
 void delivery_job_done(struct delivery_job *job);
-/* A connection could not be made or broke: fail what waits with the same reason. */
+/*
+ * A connection could not get ready: up is marked down for a while (failover.c)
+ * and what waits for it fails with the same reason (going on to the next
+ * upstream of its route, if any).
+ */
 void upstream_failed(struct upstream *up, int code, const char *dsn, const char *why,
     const char *relay);
+/* A connection of up got ready: it is not down (any more). */
+void upstream_ready(struct upstream *up);
 /* A connection of up has closed: waiting work may open another. */
 void upstream_slot_free(struct upstream *up);
 /* Start a connection for up, which will take jobs from its wait list.  -1 on failure. */

@@ -227,6 +227,12 @@ static void after_ehlo(struct smtp_client *c)
 {
 	const struct conf_upstream *u = c->up->conf;
 
+	if (u->tls == CONF_TLS_MAY && !c->tls && c->starttls) {
+		c->state = C_STARTTLS;	/* opportunistic: offered, so taken */
+		client_set_timeout(c, T_COMMAND(c));
+		client_send(c, "STARTTLS");
+		return;
+	}
 	if (u->tls == CONF_TLS_STARTTLS && !c->tls) {
 		if (!c->starttls) {
 			client_fail(c, 454, "4.7.0", "the upstream does not offer STARTTLS (tls starttls "
@@ -252,6 +258,7 @@ static void after_ehlo(struct smtp_client *c)
 
 static void ready(struct smtp_client *c)
 {
+	upstream_ready(c->up);
 	c->state = C_IDLE;
 	log_debug("upstream %s: %s: ready%s%s", c->up->conf->name, c->relay,
 	    c->tls ? ", TLS" : "", c->pipelining ? ", PIPELINING" : "");
@@ -272,7 +279,7 @@ static int start_tls(struct smtp_client *c, int fd)
 	if (!ssl)
 		return -1;
 	SSL_set_tlsext_host_name(ssl, u->host);
-	if (u->verify) {
+	if (u->verify && u->tls != CONF_TLS_MAY) {	/* may: encrypted, not authenticated */
 		int literal = inet_pton(AF_INET, u->host, &ip) == 1 ||
 		    inet_pton(AF_INET6, u->host, &ip) == 1;
 		if (literal ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), u->host) != 1 :
@@ -341,6 +348,11 @@ static void on_reply(struct smtp_client *c)
 		after_ehlo(c);
 		return;
 	case C_STARTTLS:
+		if (c->reply.code != 220 && c->up->conf->tls == CONF_TLS_MAY) {
+			c->starttls = 0;	/* opportunistic: on without it */
+			after_ehlo(c);
+			return;
+		}
 		if (c->reply.code != 220) {
 			fail_reply(c, "STARTTLS refused");
 			return;

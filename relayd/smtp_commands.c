@@ -12,6 +12,7 @@
 #include "relayd/log.h"
 #include "relayd/smtp_parse.h"
 #include "relayd/smtp_session.h"
+#include "routes/routes.h"
 
 #define IN(state) (1u << (state))
 #define SESSION_STATES (IN(SMTP_HELO) | IN(SMTP_IDLE) | IN(SMTP_MAIL) | IN(SMTP_RCPT))
@@ -158,6 +159,22 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 			return;
 		}
 		snprintf(r.addr, sizeof r.addr, "%s", conf->postmaster);
+	}
+	/*
+	 * With routes configured, a recipient none of them covers is refused now,
+	 * so the submitting MTA returns it at once with our words, instead of
+	 * relayd bouncing it later (without any route, mail only waits: see
+	 * delivery_start's warning).
+	 */
+	if (conf->nroutes > 0 && !routes_find(conf, r.addr, s->env->sender)) {
+		char esc[SMTP_ADDR_MAX * 4 + 1], from[SMTP_ADDR_MAX * 4 + 1];
+		log_escape(esc, sizeof esc, r.addr, strlen(r.addr));
+		log_escape(from, sizeof from, s->env->sender, strlen(s->env->sender));
+		log_info("reject: RCPT from [%s]:%u: 550 5.4.4 <%s>: no route; from=<%s>",
+		    s->client_addr, s->client_port, esc, from);
+		smtp_reply(s, 550, "5.4.4", "<%s>: no route to this domain here (relayd.conf)",
+		    r.addr);
+		return;
 	}
 	/* Not an error: RFC 5321 §4.5.3.1.10, the client sends the rest later. */
 	if (s->env->nrcpts >= conf->max_recipients) {

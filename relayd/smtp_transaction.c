@@ -95,7 +95,11 @@ static void send_mail(struct smtp_client *c)
 	const struct queue_envelope *env = c->job->env;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
-	evbuffer_add_printf(out, "MAIL FROM:<%s>", env->sender);
+	const char *from = env->sender;
+	/* envelope_from: a provider that takes only its account's address; <> stays <>. */
+	if (from[0] && c->up->conf->envelope_from)
+		from = c->up->conf->envelope_from;
+	evbuffer_add_printf(out, "MAIL FROM:<%s>", from);
 	if (c->size)	/* RFC 1870: only to a server that offers SIZE */
 		evbuffer_add_printf(out, " SIZE=%llu", (unsigned long long)env->size);
 	if (c->eightbit && env->body == QUEUE_BODY_8BITMIME)

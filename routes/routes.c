@@ -1,35 +1,69 @@
 /*
- * routes — which `route` statement a recipient's domain falls under.  Domains
- * compare without regard to case (RFC 5321 §2.4), a trailing dot ignored.
+ * routes — which `route` or `route_sender` statement a message's recipient
+ * falls under.  Domains compare without regard to case (RFC 5321 §2.4), a
+ * trailing dot ignored; a sender address as a whole, also without case.
  */
 #include "routes/routes.h"
 
 #include <string.h>
 #include <strings.h>
 
-const struct conf_route *routes_find(const struct config *conf, const char *rcpt)
+/* 2: exact domain, 1: under a .parent pattern (*len: its length), 0: no. */
+static int domain_match(const char *pattern, const char *domain, size_t dlen, size_t *len)
 {
-	const char *at = strrchr(rcpt, '@');
+	size_t plen = strlen(pattern);
+
+	if (pattern[0] != '.')
+		return plen == dlen && strncasecmp(pattern, domain, dlen) == 0 ? 2 : 0;
+	if (dlen > plen && strncasecmp(domain + dlen - plen, pattern, plen) == 0) {
+		*len = plen;
+		return 1;
+	}
+	return 0;
+}
+
+/* The best route of one kind for addr: an exact address (senders), an exact domain,
+ * then the longest .parent; `*` into *star. */
+static const struct conf_route *best(const struct config *conf, int sender, const char *addr,
+    const struct conf_route **star)
+{
+	const char *at = strrchr(addr, '@');
 	const char *domain = at ? at + 1 : "";
-	size_t dlen = strlen(domain);
-	const struct conf_route *best = NULL, *star = NULL;
-	size_t best_len = 0;
+	size_t dlen = strlen(domain), best_len = 0, len = 0;
+	const struct conf_route *exact = NULL, *parent = NULL;
 
 	if (dlen > 0 && domain[dlen - 1] == '.')
 		dlen--;
 	for (size_t i = 0; i < conf->nroutes; i++) {
 		const struct conf_route *r = &conf->routes[i];
-		size_t plen = strlen(r->pattern);
+		if (r->sender != sender)
+			continue;
 		if (strcmp(r->pattern, "*") == 0) {
-			star = r;
-		} else if (r->pattern[0] != '.') {
-			if (plen == dlen && strncasecmp(r->pattern, domain, dlen) == 0)
+			*star = r;
+		} else if (strchr(r->pattern, '@')) {
+			if (strcasecmp(r->pattern, addr) == 0)
 				return r;
-		} else if (dlen > plen && strncasecmp(domain + dlen - plen, r->pattern, plen) == 0 &&
-		    plen > best_len) {
-			best = r;
-			best_len = plen;
+		} else {
+			int m = domain_match(r->pattern, domain, dlen, &len);
+			if (m == 2 && !exact)
+				exact = r;
+			else if (m == 1 && len > best_len) {
+				parent = r;
+				best_len = len;
+			}
 		}
 	}
-	return best ? best : star;
+	return exact ? exact : parent;
+}
+
+const struct conf_route *routes_find(const struct config *conf, const char *rcpt,
+    const char *sender)
+{
+	const struct conf_route *star = NULL, *r;
+
+	if ((r = best(conf, 0, rcpt, &star)))
+		return r;
+	if (sender && sender[0] && (r = best(conf, 1, sender, &star)))
+		return r;
+	return star;
 }

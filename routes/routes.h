@@ -8,10 +8,13 @@
 #include "conf/conf.h"
 
 /*
- * The route for a recipient address (its domain after the last '@'): an
- * exact domain wins, then the longest `.parent` pattern, then `*`.  NULL
- * when none matches.
+ * The route for a recipient of a message from sender (as in Postfix: the
+ * recipient's routes, then the sender's, then the default).  A recipient
+ * route is its domain exactly, else the longest `.parent` pattern; a sender
+ * route the address exactly, else its domain the same way; then `*`.  NULL
+ * when none matches.  sender may be NULL or "" (the null sender).
  */
-const struct conf_route *routes_find(const struct config *conf, const char *rcpt);
+const struct conf_route *routes_find(const struct config *conf, const char *rcpt,
+    const char *sender);
 
 #endif

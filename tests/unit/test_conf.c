@@ -17,6 +17,18 @@
 
 #define NROWS(a) (sizeof (a) / sizeof (a)[0])
 
+/* Parse text that must be valid: the config, or NULL after a failed CHECK with the error. */
+static struct config *parse_ok(const char *name, const char *text)
+{
+	char err[256];
+	struct config *c = conf_parse(name, text, err, sizeof err);
+
+	CHECK(c != NULL);
+	if (!c)
+		fprintf(stderr, "  %s\n", err);
+	return c;
+}
+
 static void test_duration(void)
 {
 	static const struct { const char *s; int ok; unsigned want; } rows[] = {
@@ -272,14 +284,10 @@ static void test_every_keyword(void)
 	    "\thost 192.0.2.25\n"
 	    "\ttls none\n"
 	    "}\n";
-	char err[256];
-	struct config *c = conf_parse("every", text, err, sizeof err);
+	struct config *c = parse_ok("every", text);
 
-	CHECK(c != NULL);
-	if (!c) {
-		fprintf(stderr, "  %s\n", err);
+	if (!c)
 		return;
-	}
 	CHECK_STR(c->hostname, "relay.example.com");
 	CHECK_STR(c->queue_dir, "/srv/relayd/queue");
 	CHECK(c->queue_map_size == UINT64_C(1) << 30);
@@ -345,14 +353,10 @@ static void test_routes_and_retries(void)
 	    "upstream backup {\n host 192.0.2.1\n}\n"
 	    "route * main backup\n"
 	    "retry_min 1s\nretry_max 10s\nqueue_lifetime 1m\ndelay_warning 30s\n";
-	char err[256];
-	struct config *c = conf_parse("t", text, err, sizeof err);
+	struct config *c = parse_ok("t", text);
 
-	CHECK(c != NULL);
-	if (!c) {
-		fprintf(stderr, "  %s\n", err);
+	if (!c)
 		return;
-	}
 	CHECK(c->nroutes == 2);
 	if (c->nroutes == 2) {
 		CHECK_STR(c->routes[0].pattern, ".example.com");
@@ -366,10 +370,63 @@ static void test_routes_and_retries(void)
 	CHECK(c->queue_lifetime == 60 && c->delay_warning == 30);
 	conf_free(c);
 
-	c = conf_parse("t", "", err, sizeof err);
+	c = parse_ok("t", "");
 	CHECK(c && c->retry_min == 300 && c->retry_max == 3600 &&
 	    c->queue_lifetime == 5 * 86400 && c->delay_warning == 0 && c->nroutes == 0);
 	conf_free(c);
+}
+
+/* route_sender, failover_on, null_sender, envelope_from, and what each refuses. */
+static void test_failover_keywords(void)
+{
+	const char *text =
+	    "upstream direct {\n host [mx.example.net]\n tls may\n failover_on 5.7.1 5.7 4\n"
+	    " null_sender no\n envelope_from relay@example.com\n}\n"
+	    "upstream relay {\n host relay.example.net\n}\n"
+	    "route * direct relay\n"
+	    "route_sender shop.example.com relay\n"
+	    "route_sender Boss@Example.com relay direct\n";
+	struct config *c = parse_ok("t", text);
+
+	if (!c)
+		return;
+	const struct conf_upstream *u = &c->upstreams[0];
+	CHECK_STR(u->host, "mx.example.net");
+	CHECK(u->tls == CONF_TLS_MAY && u->port == 25 && u->null_sender == 0);
+	CHECK(u->nfailover_on == 3 && strcmp(u->failover_on[1], "5.7") == 0);
+	CHECK_STR(u->envelope_from, "relay@example.com");
+	CHECK(c->upstreams[1].null_sender == 1 && c->upstreams[1].envelope_from == NULL);
+	CHECK(c->nroutes == 3 && c->routes[0].sender == 0 && c->routes[1].sender == 1);
+	CHECK(c->nroutes == 3 && c->routes[2].nupstreams == 2 && c->routes[2].upstreams[1] == 0);
+	conf_free(c);
+
+	static const struct { const char *text, *err; } bad[] = {
+		{ "upstream a {\n host h\n failover_on 6.0\n}\n",
+		  "t:3: failover_on: \"6.0\" is not an enhanced status code or prefix (5.7.1, 5.7, 4)" },
+		{ "upstream a {\n host h\n failover_on 5..1\n}\n",
+		  "t:3: failover_on: \"5..1\" is not an enhanced status code or prefix (5.7.1, 5.7, 4)" },
+		{ "upstream a {\n host h\n envelope_from nobody\n}\n",
+		  "t:3: envelope_from: \"nobody\" is not an address like postmaster@example.com" },
+		{ "upstream a {\n host [h\n}\n",
+		  "t:2: host: bad next hop \"[h\" (use [host]:port)" },
+		{ "upstream a {\n host h:0\n}\n", "t:2: host: bad port in \"h:0\" (1..65535)" },
+		{ "route_sender * a\n",
+		  "t:1: route_sender: bad sender \"*\" (use user@example.com, example.com or "
+		  ".example.com)" },
+		{ "route_sender a@ a\n",
+		  "t:1: route_sender: bad sender \"a@\" (use user@example.com, example.com or "
+		  ".example.com)" },
+		{ "route_sender x.org a\n", "t:1: route_sender x.org: no upstream block named \"a\"" },
+	};
+	char err[256];
+	for (size_t i = 0; i < NROWS(bad); i++) {
+		c = conf_parse("t", bad[i].text, err, sizeof err);
+		CHECK(c == NULL);
+		conf_free(c);
+		if (strcmp(err, bad[i].err) != 0)
+			fprintf(stderr, "  row %zu: err is \"%s\"\n", i, err);
+		CHECK(strcmp(err, bad[i].err) == 0);
+	}
 }
 
 static void test_small_values(void)
@@ -383,6 +440,13 @@ static void test_small_values(void)
 		{ "upstream u {\n host h\n tls tls\n}\n", CONF_LOG_STDERR, 465 },
 		{ "upstream u {\n host h\n tls none\n}\n", CONF_LOG_STDERR, 25 },
 		{ "upstream u {\n port 2465\n tls tls\n host h\n}\n", CONF_LOG_STDERR, 2465 },
+		{ "upstream u {\n host h\n tls may\n}\n", CONF_LOG_STDERR, 25 },
+		/* Postfix next-hop syntax; an explicit port line still wins. */
+		{ "upstream u {\n host [h.example]:2587\n}\n", CONF_LOG_STDERR, 2587 },
+		{ "upstream u {\n host h.example:2525\n tls tls\n}\n", CONF_LOG_STDERR, 2525 },
+		{ "upstream u {\n host [2001:db8::1]:465\n tls tls\n}\n", CONF_LOG_STDERR, 465 },
+		{ "upstream u {\n host 2001:db8::1\n}\n", CONF_LOG_STDERR, 587 },
+		{ "upstream u {\n port 26\n host [h.example]:2587\n}\n", CONF_LOG_STDERR, 26 },
 	};
 	for (size_t i = 0; i < NROWS(rows); i++) {
 		char err[256];
@@ -498,7 +562,7 @@ static void test_errors(void)
 		{ "upstream a {\n host h\n port 65536\n}\n",
 		  "t:3: port: bad port \"65536\" (1..65535)" },
 		{ "upstream a {\n host h\n tls ssl\n}\n",
-		  "t:3: tls: \"ssl\" is not starttls, tls or none" },
+		  "t:3: tls: \"ssl\" is not starttls, tls, may or none" },
 		{ "upstream a {\n host h\n verify true\n}\n", "t:3: verify: \"true\" is not yes or no" },
 		{ "upstream a {\n host h\n ca_file ca.pem\n}\n",
 		  "t:3: ca_file: \"ca.pem\" is not an absolute path" },
@@ -656,7 +720,9 @@ static void test_sample_uncommented(void)
 		CHECK_STR(c->hostname, "relay.example.com");
 		CHECK(c->nlisten == 3);
 		CHECK(c->nallow == 5);
-		CHECK(c->nupstreams == 1);
+		CHECK(c->nupstreams == 2);
+		CHECK(c->nupstreams == 2 && c->upstreams[1].port == 2525 &&
+		    strcmp(c->upstreams[1].host, "smtp.backup.example.net") == 0);
 		CHECK_STR(c->user, "relayd");
 	} else {
 		fprintf(stderr, "  %s\n", err);
@@ -731,6 +797,7 @@ int main(void)
 	TEST_CASE(test_defaults);
 	TEST_CASE(test_every_keyword);
 	TEST_CASE(test_routes_and_retries);
+	TEST_CASE(test_failover_keywords);
 	TEST_CASE(test_small_values);
 	TEST_CASE(test_words);
 	TEST_CASE(test_errors);

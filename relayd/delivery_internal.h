@@ -1,0 +1,55 @@
+/*
+ * delivery internals shared by delivery.c (upstreams, the scheduler),
+ * delivery_result.c (what an attempt's replies mean, written back and
+ * logged) and failover.c (which upstream of a route a recipient tries next).
+ */
+#ifndef RELAYD_DELIVERY_INTERNAL_H
+#define RELAYD_DELIVERY_INTERNAL_H
+
+#include "relayd/delivery.h"
+
+/* One message in flight: its envelope, and a job per upstream it is out to. */
+struct delivery_msg {
+	struct delivery *d;
+	struct queue_envelope *env;
+	char id[QUEUE_ID_LEN + 1];
+	int64_t due;			/* where the schedule holds it */
+	struct delivery_job **jobs;
+	size_t njobs;
+	size_t jobs_left;
+	char **lines;			/* its log lines, written once its results are */
+	size_t nlines;
+	struct delivery_msg *next;
+};
+
+/* delivery_result.c */
+/* A log line about m, held until m's results are in the queue. */
+void msg_log(struct delivery_msg *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* m is out of flight: unlinked and freed; the scheduler looks again. */
+void msg_done(struct delivery *d, struct delivery_msg *m);
+void msg_free(struct delivery_msg *m);
+/* The delivery log line of one recipient's attempt on job's upstream. */
+void log_attempt(struct delivery_msg *m, const struct delivery_job *job,
+    const struct job_rcpt *jr, const char *status, double now);
+
+/* delivery.c */
+void upstream_submit(struct upstream *up, struct delivery_job *job);
+/* m's job for up (fresh: always a new one), or NULL without memory. */
+struct delivery_job *msg_job(struct delivery_msg *m, struct upstream *up, int fresh);
+
+/* failover.c */
+/*
+ * The first hop from `from` on of route that can carry m (an upstream that
+ * takes the null sender, for a bounce), passing over upstreams marked down
+ * while a later hop remains (with a log line for recipient index, when log).
+ * -1 when there is none.
+ */
+int route_hop(struct delivery_msg *m, const struct conf_route *route, size_t from,
+    size_t index, int log);
+/* job is back: recipients it failed that their route can take further go to the
+ * next upstream now (JOB_MOVED here, with a log line of their own). */
+void failover(struct delivery_msg *m, struct delivery_job *job);
+/* A job recipient without an answer gets 451 4.4.0, so it can be logged and decided. */
+void job_rcpt_settle(struct job_rcpt *jr);
+
+#endif

@@ -1,0 +1,178 @@
+/*
+ * failover — a route lists upstreams in order; a recipient that one of them
+ * fails (no connection, TLS or AUTH trouble, a 4xx, or a 5xx its upstream's
+ * failover_on names) goes to the next one in the same attempt, and is only
+ * deferred or bounced when the last one fails it too.  An upstream whose
+ * connections keep failing is passed over for a growing hold-off while
+ * another hop remains, so one dead provider does not cost every message a
+ * connection timeout.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "relayd/delivery_internal.h"
+#include "relayd/log.h"
+
+#define DOWN_HOLD_MIN 10		/* seconds an upstream is passed over, first time */
+#define DOWN_HOLD_MAX 600		/* doubling up to this */
+
+void job_rcpt_settle(struct job_rcpt *jr)
+{
+	if (jr->code != 0)
+		return;
+	jr->code = 451;
+	snprintf(jr->dsn, sizeof jr->dsn, "4.4.0");
+	free(jr->text);
+	jr->text = strdup("no answer for this recipient");
+}
+
+static int is_down(const struct upstream *up, double now)
+{
+	return now < up->down_until;
+}
+
+void upstream_ready(struct upstream *up)
+{
+	if (up->down_count && !is_down(up, delivery_now()))
+		log_info("upstream %s: up again", up->conf->name);
+	up->down_count = 0;
+	up->down_until = 0;
+}
+
+/* A connection failed before it was ready: the upstream is down for a while. */
+static void mark_down(struct upstream *up, const char *why)
+{
+	double now = delivery_now();
+	if (is_down(up, now))
+		return;		/* its other connections failing too: one failure */
+	unsigned hold = DOWN_HOLD_MIN;
+	for (unsigned i = 1; i < up->down_count + 1 && hold < DOWN_HOLD_MAX; i++)
+		hold *= 2;
+	if (hold > DOWN_HOLD_MAX)
+		hold = DOWN_HOLD_MAX;
+	up->down_count++;
+	up->down_until = now + hold;
+	snprintf(up->down_why, sizeof up->down_why, "%s", why);
+	log_info("upstream %s: marked down for %us: %s", up->conf->name, hold, why);
+}
+
+void upstream_failed(struct upstream *up, int code, const char *dsn, const char *why,
+    const char *relay)
+{
+	struct delivery_job *job;
+
+	mark_down(up, why);
+	while ((job = upstream_next_job(up))) {
+		for (size_t i = 0; i < job->nrcpts; i++) {
+			struct job_rcpt *r = &job->rcpts[i];
+			if (!r->code) {
+				r->code = code;
+				snprintf(r->dsn, sizeof r->dsn, "%s", dsn);
+				r->text = strdup(why);
+			}
+		}
+		snprintf(job->relay, sizeof job->relay, "%s", relay);
+		job->t_assigned = job->t_ready = job->t_done = delivery_now();
+		delivery_job_done(job);
+	}
+}
+
+static int takes(const struct delivery_msg *m, const struct upstream *up)
+{
+	return m->env->sender[0] != '\0' || up->conf->null_sender;
+}
+
+/* The log line of a recipient passed over an upstream that is down. */
+static void log_passed_over(struct delivery_msg *m, struct upstream *up, size_t index,
+    double now)
+{
+	char text[400];
+	struct delivery_job job = { .msg = m, .env = m->env, .up = up, .t_created = now,
+	    .t_assigned = now, .t_done = now };
+	struct job_rcpt jr = { .index = index, .code = 451, .dsn = "4.4.1", .text = text };
+
+	snprintf(job.relay, sizeof job.relay, "none");
+	snprintf(text, sizeof text, "upstream marked down for %.0fs more: %s",
+	    up->down_until - now, up->down_why);
+	log_attempt(m, &job, &jr, "failover", now);
+}
+
+int route_hop(struct delivery_msg *m, const struct conf_route *route, size_t from,
+    size_t index, int log)
+{
+	struct upstream *ups = m->d->upstreams;
+	double now = delivery_now();
+	int last = -1;
+
+	for (size_t h = from; h < route->nupstreams; h++)
+		if (takes(m, &ups[route->upstreams[h]]))
+			last = (int)h;
+	for (size_t h = from; last >= 0 && h < (size_t)last; h++) {
+		struct upstream *up = &ups[route->upstreams[h]];
+		if (!takes(m, up))
+			continue;
+		if (!is_down(up, now))
+			return (int)h;
+		if (log)
+			log_passed_over(m, up, index, now);
+	}
+	return last;
+}
+
+/* failover_on: the reply's enhanced code starts with one of the listed codes. */
+static int failover_code(const struct conf_upstream *u, const char *dsn)
+{
+	for (size_t i = 0; i < u->nfailover_on; i++) {
+		size_t n = strlen(u->failover_on[i]);
+		if (strncmp(dsn, u->failover_on[i], n) == 0 && (dsn[n] == '\0' || dsn[n] == '.'))
+			return 1;
+	}
+	return 0;
+}
+
+static int fails_over(const struct delivery_job *job, const struct job_rcpt *jr)
+{
+	int code = jr->code == 0 ? 451 : jr->code;
+	if (jr->code == JOB_UNDECIDED || jr->code == JOB_MOVED || !jr->route || !job->up)
+		return 0;
+	return code / 100 == 4 || (code / 100 == 5 && failover_code(job->up->conf, jr->dsn));
+}
+
+void failover(struct delivery_msg *m, struct delivery_job *job)
+{
+	struct delivery *d = m->d;
+	struct delivery_job *fresh[16];
+	size_t nfresh = 0;
+	double now = delivery_now();
+
+	if (d->stopping)
+		return;		/* results as they are: the rest waits for the next start */
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		struct job_rcpt *jr = &job->rcpts[i];
+		if (!fails_over(job, jr) || route_hop(m, jr->route, jr->hop + 1, jr->index, 0) < 0)
+			continue;
+		job_rcpt_settle(jr);
+		log_attempt(m, job, jr, "failover", now);
+		int hop = route_hop(m, jr->route, jr->hop + 1, jr->index, 1);
+		struct upstream *up = &d->upstreams[jr->route->upstreams[hop]];
+		struct delivery_job *next = NULL;
+		for (size_t j = 0; j < nfresh && !next; j++)
+			if (fresh[j]->up == up)
+				next = fresh[j];
+		if (!next && nfresh < sizeof fresh / sizeof fresh[0] &&
+		    (next = msg_job(m, up, 1)))
+			fresh[nfresh++] = next;
+		if (!next)
+			continue;	/* out of memory: decided here after all */
+		struct job_rcpt *moved = &next->rcpts[next->nrcpts++];
+		moved->index = jr->index;
+		moved->route = jr->route;
+		moved->hop = (size_t)hop;
+		jr->code = JOB_MOVED;
+	}
+	for (size_t j = 0; j < nfresh; j++) {
+		m->jobs_left++;
+		upstream_submit(fresh[j]->up, fresh[j]);
+	}
+}

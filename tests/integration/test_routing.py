@@ -1,0 +1,187 @@
+"""
+test_routing — routes with several upstreams (aiosmtpd upstreams on loopback,
+tests/integration/upstream.py): which route a recipient takes, failover to the
+next upstream on a refused connection, a 451 or a failover_on 5xx, upstreams
+passed over while marked down, the refusal of a recipient no route covers,
+null_sender, envelope_from and opportunistic TLS.
+"""
+import re
+import time
+
+from harness import Client, free_port, running, run, test, wait_for
+from upstream import Upstream
+from delivery_helpers import BODY, report_fields, sent_line, submit
+
+GMAIL = ("550-5.7.1 [127.0.0.1] The IP you're using to send mail is not authorized to\n"
+         "550-5.7.1 send email directly to our servers. Please use the SMTP relay at your\n"
+         "550 5.7.1 service provider instead. https://support.google.com/mail/?p=NotAuthorizedError")
+
+
+def block(name, port, extra=""):
+    return "upstream %s {\n host 127.0.0.1\n port %d\n tls none\n%s}\n" % (name, port, extra)
+
+
+def conf(blocks, routes):
+    return "".join(blocks) + routes + "retry_min 1s\nretry_max 2s\n"
+
+
+def statuses(r, qid, rcpt):
+    """[(upstream, status)] of every log line about rcpt in qid."""
+    return [(re.search(r"upstream=(\S+),", l).group(1), re.search(r"status=(\w+)", l).group(1))
+            for l in sent_line(r, qid, rcpt)]
+
+
+def removed(r, qid, timeout=20):
+    wait_for(lambda: "%s: removed" % qid in r.log_text(), timeout, what="%s removed" % qid)
+
+
+@test
+def test_routes_by_recipient_domain_and_sender():
+    with Upstream() as a, Upstream() as b, Upstream() as c:
+        text = conf([block("a", a.port), block("b", b.port), block("c", c.port)],
+                    "route * a\nroute example.com b\nroute .example.org c\n"
+                    "route_sender shop.example.net c\nroute_sender boss@example.net b\n")
+        with running(extra=text) as r:
+            cases = [("alice@relay.test", "x@example.com", b),     # exact domain
+                     ("alice@relay.test", "x@mx.example.org", c),  # under .example.org
+                     ("alice@relay.test", "x@gmail.com", a),       # the default
+                     ("y@shop.example.net", "x@gmail.com", c),     # the sender's route
+                     ("boss@example.net", "x@gmail.com", b),       # a sender address
+                     ("y@shop.example.net", "x@example.com", b)]   # recipient route first
+            for sender, rcpt, _ in cases:
+                removed(r, submit(r, [rcpt], BODY, sender=sender))
+            for sender, rcpt, up in cases:
+                got = [(m["mail_from"], m["rcpt_tos"]) for m in up.messages()]
+                assert (sender, [rcpt]) in got, (sender, rcpt, got)
+            assert len(a.messages()) + len(b.messages()) + len(c.messages()) == len(cases)
+
+
+@test
+def test_recipient_without_a_route_is_refused_at_rcpt():
+    with Upstream() as a:
+        with running(extra=conf([block("a", a.port)], "route example.com a\n")) as r:
+            c = Client(r.port)
+            c.hello()
+            c.cmd("MAIL FROM:<alice@relay.test>", 250)
+            c.cmd("RCPT TO:<x@example.org>", 550, "5.4.4")
+            c.cmd("RCPT TO:<x@example.com>", 250)
+            c.cmd("QUIT", 221)
+            assert "550 5.4.4 <x@example.org>: no route" in r.log_text()
+
+
+@test
+def test_failover_on_refused_connection_then_passed_over_while_down():
+    dead = free_port()          # nothing listens there
+    with Upstream() as b:
+        text = conf([block("dead", dead), block("b", b.port)], "route * dead b\n")
+        with running(extra=text) as r:
+            q1 = submit(r, ["x@example.com"], BODY)
+            removed(r, q1)
+            assert statuses(r, q1, "x@example.com") == [("dead", "failover"), ("b", "sent")]
+            first = sent_line(r, q1, "x@example.com")[0]
+            assert "dsn=4.4.1" in first and "connect to" in first, first
+            assert "upstream dead: marked down for 10s" in r.log_text()
+            # While it is down, the next message does not wait for a connection to it.
+            q2 = submit(r, ["y@example.com"], BODY)
+            removed(r, q2)
+            line = sent_line(r, q2, "y@example.com")[0]
+            assert "status=failover" in line and "relay=none" in line, line
+            assert "marked down for" in line, line
+            assert len(b.messages()) == 2
+
+
+@test
+def test_failover_on_451_and_deferral_when_every_upstream_fails():
+    with Upstream(rcpt_replies={"*": ["451 4.3.0 busy"]}) as a, \
+            Upstream(rcpt_replies={"late@example.com": ["452 4.2.2 full", "250 2.1.5 Ok"]}) as b:
+        text = conf([block("a", a.port), block("b", b.port)], "route * a b\n")
+        with running(extra=text) as r:
+            qid = submit(r, ["x@example.com", "late@example.com"], BODY)
+            removed(r, qid, 30)
+            assert statuses(r, qid, "x@example.com") == [("a", "failover"), ("b", "sent")]
+            # Both fail it: deferred (on b's words), then both tried again in order.
+            assert statuses(r, qid, "late@example.com") == [
+                ("a", "failover"), ("b", "deferred"), ("a", "failover"), ("b", "sent")]
+            assert a.messages() == []
+            assert sorted(m["rcpt_tos"][0] for m in b.messages()) == \
+                ["late@example.com", "x@example.com"]
+
+
+@test
+def test_failover_on_gmail_550_5_7_1_instead_of_a_bounce():
+    with Upstream(rcpt_replies={"*": [GMAIL]}) as direct, Upstream() as relay:
+        text = conf([block("direct", direct.port, " failover_on 5.7.1\n"),
+                     block("relay", relay.port)], "route * direct relay\n")
+        with running(extra=text) as r:
+            qid = submit(r, ["bob@gmail.com"], BODY)
+            removed(r, qid)
+            assert statuses(r, qid, "bob@gmail.com") == [("direct", "failover"),
+                                                          ("relay", "sent")]
+            line = sent_line(r, qid, "bob@gmail.com")[0]
+            assert "dsn=5.7.1" in line and "NotAuthorizedError" in line, line
+            assert [m["rcpt_tos"] for m in relay.messages()] == [["bob@gmail.com"]]
+            assert "notification" not in r.log_text()
+
+
+@test
+def test_a_5xx_without_failover_on_bounces_at_once():
+    with Upstream(rcpt_replies={"bob@gmail.com": [GMAIL]}) as direct, Upstream() as relay:
+        text = conf([block("direct", direct.port), block("relay", relay.port)],
+                    "route * direct relay\n")
+        with running(extra=text) as r:
+            qid = submit(r, ["bob@gmail.com"], BODY)
+            removed(r, qid)
+            assert statuses(r, qid, "bob@gmail.com") == [("direct", "bounced")]
+            dsn = wait_for(lambda: [m for m in direct.messages() if m["mail_from"] == ""], 20,
+                           what="the DSN")[0]
+            assert "Status: 5.7.1" in report_fields(dsn)
+            assert [m for m in relay.messages() if m["mail_from"]] == []
+
+
+@test
+def test_null_sender_no_sends_bounces_through_the_next_upstream():
+    with Upstream(rcpt_replies={"gone@example.com": ["550 5.1.1 no such user"]}) as yandex, \
+            Upstream() as other:
+        text = conf([block("yandex", yandex.port, " null_sender no\n"),
+                     block("other", other.port)], "route * yandex other\n")
+        with running(extra=text) as r:
+            qid = submit(r, ["gone@example.com"], BODY)
+            removed(r, qid)
+            dsn = other.wait_messages(1, 20)[0]
+            assert dsn["mail_from"] == "" and dsn["rcpt_tos"] == ["alice@relay.test"], dsn
+            mails = [c for s in yandex.sessions() for c in s["commands"] if c.startswith("MAIL")]
+            assert len(mails) == 1 and "<alice@relay.test>" in mails[0], mails  # no <> there
+            bounce_id = re.search(r"%s: sender non-delivery notification: (\w+)" % qid,
+                                  r.log_text()).group(1)
+            removed(r, bounce_id)
+            assert statuses(r, bounce_id, "alice@relay.test") == [("other", "sent")]
+
+
+@test
+def test_envelope_from_rewrites_mail_from_only():
+    with Upstream() as gmail:
+        text = conf([block("gmail", gmail.port, " envelope_from login@gmail.example\n")],
+                    "route * gmail\n")
+        with running(extra=text) as r:
+            removed(r, submit(r, ["x@example.com"], BODY, sender="alice@relay.test"))
+            m = gmail.messages()[0]
+            assert m["mail_from"] == "login@gmail.example", m
+            assert b"From: alice@relay.test" in m["data"], m["data"][:200]
+
+
+@test
+def test_tls_may_uses_starttls_when_offered_without_verifying():
+    with Upstream(tls="starttls") as withtls, Upstream() as plain:
+        # No ca_file: the test CA is unknown, and `may` does not verify.
+        text = conf([block("withtls", withtls.port).replace("tls none", "tls may"),
+                     block("plain", plain.port).replace("tls none", "tls may")],
+                    "route example.com withtls\nroute * plain\n")
+        with running(extra=text) as r:
+            removed(r, submit(r, ["x@example.com"], BODY))
+            removed(r, submit(r, ["x@example.org"], BODY))
+            assert withtls.messages()[0]["tls"], withtls.messages()
+            assert not plain.messages()[0]["tls"], plain.messages()
+
+
+if __name__ == "__main__":
+    run()
