@@ -58,6 +58,9 @@ struct conf_upstream {
 	size_t nfailover_on;
 	int null_sender;		/* takes MAIL FROM:<> (default 1); 0: bounces skip it */
 	char *envelope_from;		/* MAIL FROM for every non-null sender, or NULL */
+	char *preset;			/* the provider preset it started from, or NULL */
+	unsigned max_per_hour;		/* recipients sent per hour, per day; 0: no quota */
+	unsigned max_per_day;
 	int line;			/* where the block starts, for messages */
 };
 

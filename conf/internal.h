@@ -82,6 +82,18 @@ int conf_store_string(struct conf_parser *p, char **field, const char *value);
 conf_set_fn conf_set_string, conf_set_path, conf_set_count, conf_set_port, conf_set_timeout,
     conf_set_yes_no, conf_set_address;
 
+/* presets.c: a provider's documented settings (see `preset` in relayd.conf(5)). */
+struct conf_preset {
+	const char *name, *host;
+	unsigned port;
+	enum conf_tls_mode tls;
+	const char *user;		/* a fixed login name, or NULL: the account's */
+	int null_sender;		/* 0: refuses MAIL FROM:<> */
+	int sender_is_login;		/* MAIL FROM must be the login: envelope_from = user */
+	unsigned max_per_day;
+};
+const struct conf_preset *conf_find_preset(const char *name);
+
 /* upstream.c: `upstream NAME {` and freeing the blocks. */
 int conf_open_upstream(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv);

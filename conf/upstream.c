@@ -116,7 +116,19 @@ static int conf_set_failover_on(struct conf_parser *p, void *base, size_t offset
 	return 0;
 }
 
+static int conf_set_preset(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	if (!conf_find_preset(argv[0])) {
+		conf_error(p, "preset: unknown provider \"%s\" (mailgun, mailgun-eu, sendgrid, "
+		    "gmail, yandex, mailru)", argv[0]);
+		return -1;
+	}
+	return conf_set_string(p, base, offset, argc, argv);
+}
+
 static const struct conf_keyword conf_upstream_keywords[] = {
+	{ "preset", conf_set_preset, offsetof(struct conf_upstream, preset), 1, 1, CONF_ONCE },
 	{ "host", conf_set_host, offsetof(struct conf_upstream, host), 1, 1, CONF_ONCE },
 	{ "port", conf_set_port, offsetof(struct conf_upstream, port), 1, 1, CONF_ONCE },
 	{ "tls", conf_set_tls, offsetof(struct conf_upstream, tls), 1, 1, CONF_ONCE },
@@ -141,16 +153,53 @@ static const struct conf_keyword conf_upstream_keywords[] = {
 	    CONF_ONCE },
 	{ "envelope_from", conf_set_address, offsetof(struct conf_upstream, envelope_from), 1, 1,
 	    CONF_ONCE },
+	{ "max_per_hour", conf_set_count, offsetof(struct conf_upstream, max_per_hour), 1, 1,
+	    CONF_ONCE },
+	{ "max_per_day", conf_set_count, offsetof(struct conf_upstream, max_per_day), 1, 1,
+	    CONF_ONCE },
 };
 
 _Static_assert(sizeof conf_upstream_keywords / sizeof conf_upstream_keywords[0] <=
     CONF_KEYWORDS_MAX, "raise CONF_KEYWORDS_MAX");
+
+/* What the block does not say, its preset does (the order of lines does not matter). */
+static int apply_preset(struct conf_parser *p, struct conf_upstream *u)
+{
+	const struct conf_preset *pr = u->preset ? conf_find_preset(u->preset) : NULL;
+
+	if (!pr)
+		return 0;
+	if (!u->host && conf_store_string(p, &u->host, pr->host) < 0)
+		return -1;
+	if (!conf_seen(p, "tls")) {
+		u->tls = pr->tls;
+		if (!conf_seen(p, "port") && !u->host_port)
+			u->port = pr->port;
+	}
+	if (pr->user && !u->user && conf_store_string(p, &u->user, pr->user) < 0)
+		return -1;
+	if (!conf_seen(p, "null_sender"))
+		u->null_sender = pr->null_sender;
+	if (!conf_seen(p, "max_per_day"))
+		u->max_per_day = pr->max_per_day;
+	if (!u->user || !u->password_file) {
+		conf_error(p, "upstream \"%s\": preset %s needs %s", u->name, pr->name,
+		    pr->user ? "password_file (the API key)" : "user and password_file (the login)");
+		return -1;
+	}
+	if (pr->sender_is_login && !u->envelope_from && strchr(u->user, '@') &&
+	    conf_store_string(p, &u->envelope_from, u->user) < 0)
+		return -1;
+	return 0;
+}
 
 /* At `}`: the block must name a host; the port follows the TLS mode unless given. */
 static int conf_close_upstream(struct conf_parser *p, void *base)
 {
 	struct conf_upstream *u = base;
 
+	if (apply_preset(p, u) < 0)
+		return -1;
 	if (!u->host) {
 		conf_error(p, "upstream \"%s\" has no host", u->name);
 		return -1;
@@ -223,6 +272,7 @@ void conf_free_upstreams(struct config *conf)
 		free(u->user);
 		free(u->password_file);
 		free(u->envelope_from);
+		free(u->preset);
 		for (size_t j = 0; j < u->nfailover_on; j++)
 			free(u->failover_on[j]);
 		free(u->failover_on);

@@ -20,6 +20,8 @@ struct queue_job {
 	struct queue_spool *spool;
 	struct queue_envelope *state;	/* queue_update(): an existing message's recipients */
 	int64_t old_due, new_due;
+	char *counter_name;		/* queue_counter_put(): this record, or NULL */
+	struct queue_counter counter;
 	queue_done_fn *done;
 	void *arg;
 	enum queue_status status;
@@ -43,7 +45,8 @@ struct queue {
 	 * while the map changes.  Only the writer thread writes.
 	 */
 	MDB_env *env;
-	MDB_dbi db_msg, db_body, db_rcpt, db_sched;
+	MDB_dbi db_msg, db_body, db_rcpt, db_sched, db_counter;
+	int no_counters;		/* read-only, a queue from before db_counter */
 	pthread_rwlock_t map_lock;
 	uint64_t map_size;		/* current */
 	uint64_t max_size;
@@ -79,6 +82,9 @@ void queue_read_end(struct queue *q, MDB_txn *txn);
  * errno code.
  */
 int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job, int *gone);
+
+/* counter.c: a queue_counter_put() job's write into txn. */
+int queue_put_counter(struct queue *q, MDB_txn *txn, const struct queue_job *job);
 
 /* writer.c */
 /* A job writing env and spool (either may be NULL); NULL, with both freed, on ENOMEM. */

@@ -125,6 +125,20 @@ int queue_unschedule(struct queue *q, const char *id, int64_t due, queue_done_fn
     void *arg);
 
 /*
+ * Counters that outlive restarts (an upstream's quota windows), by name: a
+ * window's start (unix seconds) and the count in it.
+ */
+struct queue_counter {
+	int64_t hour_start, day_start;
+	uint32_t hour_count, day_count;
+};
+/* 0 with *c filled, 1 when there is none yet (*c zeroed), -1 on error. */
+int queue_counter_get(struct queue *q, const char *name, struct queue_counter *c);
+/* Written by the writer thread, group-committed; done() as for queue_commit. */
+int queue_counter_put(struct queue *q, const char *name, const struct queue_counter *c,
+    queue_done_fn *done, void *arg);
+
+/*
  * The schedule: fn(arg, id, due) for each message due at or before now, in
  * order of due time; fn returns non-zero to stop.  *next is set to the due
  * time of the first message after now, or -1 when there is none (or fn

@@ -65,6 +65,8 @@ static int put_job(struct queue *q, MDB_txn *txn, struct queue_job *job)
 	MDB_val key, val;
 	int rc, gone = 0;
 
+	if (job->counter_name && (rc = queue_put_counter(q, txn, job)) != 0)
+		return rc;
 	if (job->state && (rc = queue_put_update(q, txn, job, &gone)) != 0)
 		return rc;
 	if (!env || gone)
@@ -324,7 +326,7 @@ int queue_submit(struct queue *q, struct queue_job *job)
 {
 	job->status = QUEUE_ERROR;
 	pthread_mutex_lock(&q->lock);
-	if (q->readonly || !q->writer_running || (!job->env && !job->state)) {
+	if (q->readonly || !q->writer_running || (!job->env && !job->state && !job->counter_name)) {
 		/* A misuse, but the caller still hears back, the usual way. */
 		list_append(&q->done, job);
 		notify(q);
@@ -355,6 +357,7 @@ void queue_dispatch(struct queue *q)
 		queue_envelope_free(job->env);
 		queue_envelope_free(job->state);
 		queue_spool_free(job->spool);
+		free(job->counter_name);
 		free(job);
 		job = next;
 	}

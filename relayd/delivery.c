@@ -109,6 +109,8 @@ struct delivery_job *upstream_next_job(struct upstream *up)
 void upstream_submit(struct upstream *up, struct delivery_job *job)
 {
 	job->t_created = delivery_now();
+	job->reserved = 1;
+	up->reserved += (unsigned)job->nrcpts;
 	if (up->idle) {
 		smtp_client_run(up->idle, job);
 		return;
@@ -211,7 +213,8 @@ static int start_message(struct delivery *d, const char *id, int64_t due)
 		if (r->state != QUEUE_RCPT_PENDING)
 			continue;
 		const struct conf_route *route = routes_find(d->conf, r->addr, m->env->sender);
-		int hop = route ? route_hop(m, route, 0, i, 1) : -1;
+		int64_t retry_at = 0;
+		int hop = route ? route_hop(m, route, 0, i, 1, &retry_at) : -1;
 		struct delivery_job *job = msg_job(m, hop >= 0 ?
 		    &d->upstreams[route->upstreams[hop]] : &none, 0);
 		if (!job) {
@@ -222,7 +225,18 @@ static int start_message(struct delivery *d, const char *id, int64_t due)
 		jr->index = i;
 		jr->route = route;
 		jr->hop = hop >= 0 ? (size_t)hop : 0;
-		if (route && hop < 0) {
+		if (hop == -2) {
+			char when[40];
+			struct tm tm;
+			time_t t = (time_t)retry_at;
+			strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&t, &tm));
+			jr->code = 451;
+			snprintf(jr->dsn, sizeof jr->dsn, "4.7.0");
+			jr->retry_at = retry_at;
+			if (asprintf(&jr->text, "every upstream of its route is over its quota "
+			    "(max_per_hour, max_per_day) until %s", when) < 0)
+				jr->text = NULL;
+		} else if (route && hop < 0) {
 			jr->code = 451;
 			snprintf(jr->dsn, sizeof jr->dsn, "4.3.5");
 			jr->text = strdup("no upstream of its route takes the null sender "
@@ -299,6 +313,12 @@ static void cut_off(struct delivery *d)
 		smtp_client_stop(&d->upstreams[i], 1);
 }
 
+static void quota_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	quota_save(arg);
+}
+
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct delivery *d = arg;
@@ -351,8 +371,10 @@ int delivery_start(struct delivery *d, struct queue *q)
 	if (!d->dns)
 		d->dns = evdns_base_new(d->base, 0);	/* no resolv.conf: /etc/hosts and literals */
 	d->timer = evtimer_new(d->base, timer_cb, d);
-	if (!d->dns || !d->timer)
+	d->quota_timer = evtimer_new(d->base, quota_cb, d);
+	if (!d->dns || !d->timer || !d->quota_timer)
 		return -1;
+	quota_load(d);
 	if (d->conf->nroutes == 0)
 		log_warn("no route in the configuration: mail stays in the queue");
 	delivery_kick(d);
@@ -384,6 +406,8 @@ void delivery_stop(struct delivery *d, int now, void (*stopped)(void *), void *a
 	}
 	if (now)
 		cut_off(d);
+	if (d->queue)
+		quota_save(d);
 	if (d->nactive == 0 && d->stopped) {
 		d->stopped = NULL;
 		stopped(arg);
@@ -412,6 +436,8 @@ void delivery_free(struct delivery *d)
 	free(d->upstreams);
 	if (d->timer)
 		event_free(d->timer);
+	if (d->quota_timer)
+		event_free(d->quota_timer);
 	if (d->dns)
 		evdns_base_free(d->dns, 1);
 	free(d);

@@ -27,6 +27,9 @@ struct upstream {
 	SSL_CTX *tls;			/* client context; NULL with `tls none` */
 	char *password;			/* from password_file, or NULL */
 	unsigned nconn;			/* connections open or opening */
+	struct queue_counter quota;	/* recipients sent in the current hour and day windows */
+	unsigned reserved;		/* recipients out to it and not back: counted against quota */
+	int quota_dirty;		/* quota changed since it was last written */
 	double down_until;		/* after failed connections: passed over until then */
 	unsigned down_count;		/* failures in a row: the hold-off grows with it */
 	char down_why[256];
@@ -49,6 +52,7 @@ struct job_rcpt {
 	char dsn[16];
 	char *text;			/* the whole reply, or relayd's own reason */
 	int accepted;			/* RCPT got 2xx */
+	int64_t retry_at;		/* deferred: not before this (quota windows), or 0 */
 };
 
 /* Some recipients of one message, for one upstream. */
@@ -60,6 +64,7 @@ struct delivery_job {
 	size_t nrcpts;
 	char relay[300];		/* "host[ip]:port", or "none" */
 	int dsn_passed;			/* the upstream offered DSN: NOTIFY went on with it */
+	int reserved;			/* its recipients count in up->reserved */
 	double t_created, t_assigned, t_ready, t_done;	/* for delays=a/b/c/d */
 	struct delivery_job *next;	/* in the upstream's wait list */
 };
@@ -74,6 +79,7 @@ struct delivery {
 	struct delivery_msg *active;	/* messages in flight */
 	size_t nactive;
 	struct event *timer;		/* the next due time, or a kick; the stop deadline */
+	struct event *quota_timer;	/* writes changed quota counters, once a second */
 	int stopping;
 	void (*stopped)(void *);	/* called once nothing is in flight any more */
 	void *stopped_arg;

@@ -37,15 +37,25 @@ void upstream_submit(struct upstream *up, struct delivery_job *job);
 /* m's job for up (fresh: always a new one), or NULL without memory. */
 struct delivery_job *msg_job(struct delivery_msg *m, struct upstream *up, int fresh);
 
+/* quota.c */
+/* 1 when up may not take another recipient now: *until is when it may, why says so. */
+int quota_full(struct upstream *up, int64_t now, int64_t *until, char *why, size_t whylen);
+/* sent recipients went out through up. */
+void quota_count(struct upstream *up, unsigned sent);
+/* The counters from the queue (at start), and the changed ones back (timer, stop). */
+void quota_load(struct delivery *d);
+void quota_save(struct delivery *d);
+
 /* failover.c */
 /*
  * The first hop from `from` on of route that can carry m (an upstream that
- * takes the null sender, for a bounce), passing over upstreams marked down
- * while a later hop remains (with a log line for recipient index, when log).
- * -1 when there is none.
+ * takes the null sender, for a bounce, and is under its quota), passing over
+ * upstreams marked down while a later hop remains (with a log line for
+ * recipient index, when log).  -1 when none can; -2 when only quotas stand
+ * in the way: *retry_at is when the first window opens.
  */
 int route_hop(struct delivery_msg *m, const struct conf_route *route, size_t from,
-    size_t index, int log);
+    size_t index, int log, int64_t *retry_at);
 /* job is back: recipients it failed that their route can take further go to the
  * next upstream now (JOB_MOVED here, with a log line of their own). */
 void failover(struct delivery_msg *m, struct delivery_job *job);

@@ -124,7 +124,9 @@ void msg_done(struct delivery *d, struct delivery_msg *m)
 	msg_free(m);
 	if (!d->stopping)
 		delivery_kick(d);
-	else if (d->nactive == 0 && d->stopped) {
+	else
+		quota_save(d);	/* before the queue closes */
+	if (d->stopping && d->nactive == 0 && d->stopped) {
 		void (*stopped)(void *) = d->stopped;
 		d->stopped = NULL;
 		stopped(d->stopped_arg);
@@ -213,6 +215,8 @@ static void msg_finish(struct delivery_msg *m)
 				status = "expired";
 			} else {
 				r->next_attempt = inow + backoff(conf, r->attempts);
+				if (jr->retry_at > r->next_attempt)	/* quota windows */
+					r->next_attempt = jr->retry_at;
 				status = "deferred";
 			}
 			log_attempt(m, job, jr, status, now);

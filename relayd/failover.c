@@ -83,9 +83,9 @@ static int takes(const struct delivery_msg *m, const struct upstream *up)
 	return m->env->sender[0] != '\0' || up->conf->null_sender;
 }
 
-/* The log line of a recipient passed over an upstream that is down. */
+/* The log line of a recipient passed over an upstream (down, or over its quota). */
 static void log_passed_over(struct delivery_msg *m, struct upstream *up, size_t index,
-    double now)
+    double now, const char *why)
 {
 	char text[400];
 	struct delivery_job job = { .msg = m, .env = m->env, .up = up, .t_created = now,
@@ -93,29 +93,50 @@ static void log_passed_over(struct delivery_msg *m, struct upstream *up, size_t 
 	struct job_rcpt jr = { .index = index, .code = 451, .dsn = "4.4.1", .text = text };
 
 	snprintf(job.relay, sizeof job.relay, "none");
-	snprintf(text, sizeof text, "upstream marked down for %.0fs more: %s",
-	    up->down_until - now, up->down_why);
+	if (why) {
+		snprintf(jr.dsn, sizeof jr.dsn, "4.7.0");
+		snprintf(text, sizeof text, "%s", why);
+	} else {
+		snprintf(text, sizeof text, "upstream marked down for %.0fs more: %s",
+		    up->down_until - now, up->down_why);
+	}
 	log_attempt(m, &job, &jr, "failover", now);
 }
 
 int route_hop(struct delivery_msg *m, const struct conf_route *route, size_t from,
-    size_t index, int log)
+    size_t index, int log, int64_t *retry_at)
 {
 	struct upstream *ups = m->d->upstreams;
 	double now = delivery_now();
-	int last = -1;
+	int64_t until, first_open = -1;
+	int last = -1, any = 0;
+	char why[200];
 
-	for (size_t h = from; h < route->nupstreams; h++)
-		if (takes(m, &ups[route->upstreams[h]]))
-			last = (int)h;
-	for (size_t h = from; last >= 0 && h < (size_t)last; h++) {
+	/* The last hop that may be tried at all: it is tried even when marked down. */
+	for (size_t h = from; h < route->nupstreams; h++) {
 		struct upstream *up = &ups[route->upstreams[h]];
 		if (!takes(m, up))
 			continue;
-		if (!is_down(up, now))
+		any = 1;
+		if (!quota_full(up, (int64_t)now, &until, why, sizeof why))
+			last = (int)h;
+		else if (first_open < 0 || until < first_open)
+			first_open = until;
+	}
+	if (last < 0) {
+		if (any)
+			*retry_at = first_open;
+		return any ? -2 : -1;
+	}
+	for (size_t h = from; h < (size_t)last; h++) {
+		struct upstream *up = &ups[route->upstreams[h]];
+		if (!takes(m, up))
+			continue;
+		int full = quota_full(up, (int64_t)now, &until, why, sizeof why);
+		if (!full && !is_down(up, now))
 			return (int)h;
 		if (log)
-			log_passed_over(m, up, index, now);
+			log_passed_over(m, up, index, now, full ? why : NULL);
 	}
 	return last;
 }
@@ -139,6 +160,19 @@ static int fails_over(const struct delivery_job *job, const struct job_rcpt *jr)
 	return code / 100 == 4 || (code / 100 == 5 && failover_code(job->up->conf, jr->dsn));
 }
 
+/* job's recipients are back from its upstream: no longer reserved, the sent ones counted. */
+static void job_back(struct delivery_job *job)
+{
+	unsigned sent = 0;
+	if (!job->reserved)
+		return;
+	job->reserved = 0;
+	job->up->reserved -= (unsigned)job->nrcpts;
+	for (size_t i = 0; i < job->nrcpts; i++)
+		sent += job->rcpts[i].code / 100 == 2;
+	quota_count(job->up, sent);
+}
+
 void failover(struct delivery_msg *m, struct delivery_job *job)
 {
 	struct delivery *d = m->d;
@@ -146,15 +180,22 @@ void failover(struct delivery_msg *m, struct delivery_job *job)
 	size_t nfresh = 0;
 	double now = delivery_now();
 
+	job_back(job);
 	if (d->stopping)
 		return;		/* results as they are: the rest waits for the next start */
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		struct job_rcpt *jr = &job->rcpts[i];
-		if (!fails_over(job, jr) || route_hop(m, jr->route, jr->hop + 1, jr->index, 0) < 0)
+		int64_t retry_at = 0;
+		if (!fails_over(job, jr))
+			continue;
+		int ahead = route_hop(m, jr->route, jr->hop + 1, jr->index, 0, &retry_at);
+		if (ahead == -2 && jr->code / 100 != 5)
+			jr->retry_at = retry_at;	/* the others are over quota: wait for them */
+		if (ahead < 0)
 			continue;
 		job_rcpt_settle(jr);
 		log_attempt(m, job, jr, "failover", now);
-		int hop = route_hop(m, jr->route, jr->hop + 1, jr->index, 1);
+		int hop = route_hop(m, jr->route, jr->hop + 1, jr->index, 1, &retry_at);
 		struct upstream *up = &d->upstreams[jr->route->upstreams[hop]];
 		struct delivery_job *next = NULL;
 		for (size_t j = 0; j < nfresh && !next; j++)

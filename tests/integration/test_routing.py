@@ -8,7 +8,7 @@ null_sender, envelope_from and opportunistic TLS.
 import re
 import time
 
-from harness import Client, free_port, running, run, test, wait_for
+from harness import Client, Relayd, free_port, running, run, test, wait_for
 from upstream import Upstream
 from delivery_helpers import BODY, report_fields, sent_line, submit
 
@@ -54,6 +54,45 @@ def test_routes_by_recipient_domain_and_sender():
                 got = [(m["mail_from"], m["rcpt_tos"]) for m in up.messages()]
                 assert (sender, [rcpt]) in got, (sender, rcpt, got)
             assert len(a.messages()) + len(b.messages()) + len(c.messages()) == len(cases)
+
+
+@test
+def test_quota_sends_the_rest_to_the_next_upstream_and_survives_a_restart():
+    with Upstream() as a, Upstream() as b:
+        text = conf([block("a", a.port, " max_per_hour 2\n"), block("b", b.port)],
+                    "route * a b\n")
+        r = Relayd(extra=text)
+        try:
+            r.start()
+            qids = []
+            for i in range(3):
+                qids.append(submit(r, ["x%d@example.com" % i], BODY))
+                removed(r, qids[-1])
+            assert [len(a.messages()), len(b.messages())] == [2, 1]
+            line = sent_line(r, qids[2], "x2@example.com")[0]
+            assert "status=failover" in line and "over its quota (max_per_hour 2)" in line, line
+            r.stop()
+            r.start()               # the count is in the queue, not in memory
+            q = submit(r, ["y@example.com"], BODY)
+            removed(r, q)
+            assert [len(a.messages()), len(b.messages())] == [2, 2]
+            r.stop()
+        finally:
+            r.cleanup()
+
+
+@test
+def test_quota_on_every_upstream_defers_until_the_window_opens():
+    with Upstream() as a:
+        with running(extra=conf([block("a", a.port, " max_per_day 1\n")], "route * a\n")) as r:
+            removed(r, submit(r, ["x@example.com"], BODY))
+            q = submit(r, ["y@example.com"], BODY)
+            line = wait_for(lambda: sent_line(r, q, "y@example.com"), 20, what="a try")[0]
+            assert "status=deferred" in line and "dsn=4.7.0" in line, line
+            assert "over its quota" in line and "until" in line, line
+            time.sleep(2)           # retry_min is 1s: the window, not the backoff, decides
+            assert len(sent_line(r, q, "y@example.com")) == 1
+            assert len(a.messages()) == 1 and r.queued_ids() == [q]
 
 
 @test

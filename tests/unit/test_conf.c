@@ -14,20 +14,9 @@
 #include "conf/conf.h"
 #include "conf/internal.h"
 #include "tests/unit/check.h"
+#include "tests/unit/conf_helpers.h"
 
 #define NROWS(a) (sizeof (a) / sizeof (a)[0])
-
-/* Parse text that must be valid: the config, or NULL after a failed CHECK with the error. */
-static struct config *parse_ok(const char *name, const char *text)
-{
-	char err[256];
-	struct config *c = conf_parse(name, text, err, sizeof err);
-
-	CHECK(c != NULL);
-	if (!c)
-		fprintf(stderr, "  %s\n", err);
-	return c;
-}
 
 static void test_duration(void)
 {
@@ -344,91 +333,6 @@ static void test_every_keyword(void)
 	conf_free(c);
 }
 
-/* `log` targets and upstream port defaults: one small file per row. */
-static void test_routes_and_retries(void)
-{
-	const char *text =
-	    "route .example.com backup\n"
-	    "upstream main {\n host smtp.example.net\n}\n"
-	    "upstream backup {\n host 192.0.2.1\n}\n"
-	    "route * main backup\n"
-	    "retry_min 1s\nretry_max 10s\nqueue_lifetime 1m\ndelay_warning 30s\n";
-	struct config *c = parse_ok("t", text);
-
-	if (!c)
-		return;
-	CHECK(c->nroutes == 2);
-	if (c->nroutes == 2) {
-		CHECK_STR(c->routes[0].pattern, ".example.com");
-		CHECK(c->routes[0].nupstreams == 1 && c->routes[0].upstreams[0] == 1);
-		CHECK_STR(c->routes[1].pattern, "*");
-		CHECK(c->routes[1].nupstreams == 2 && c->routes[1].upstreams[0] == 0 &&
-		    c->routes[1].upstreams[1] == 1);
-		CHECK(c->routes[1].line == 8);
-	}
-	CHECK(c->retry_min == 1 && c->retry_max == 10);
-	CHECK(c->queue_lifetime == 60 && c->delay_warning == 30);
-	conf_free(c);
-
-	c = parse_ok("t", "");
-	CHECK(c && c->retry_min == 300 && c->retry_max == 3600 &&
-	    c->queue_lifetime == 5 * 86400 && c->delay_warning == 0 && c->nroutes == 0);
-	conf_free(c);
-}
-
-/* route_sender, failover_on, null_sender, envelope_from, and what each refuses. */
-static void test_failover_keywords(void)
-{
-	const char *text =
-	    "upstream direct {\n host [mx.example.net]\n tls may\n failover_on 5.7.1 5.7 4\n"
-	    " null_sender no\n envelope_from relay@example.com\n}\n"
-	    "upstream relay {\n host relay.example.net\n}\n"
-	    "route * direct relay\n"
-	    "route_sender shop.example.com relay\n"
-	    "route_sender Boss@Example.com relay direct\n";
-	struct config *c = parse_ok("t", text);
-
-	if (!c)
-		return;
-	const struct conf_upstream *u = &c->upstreams[0];
-	CHECK_STR(u->host, "mx.example.net");
-	CHECK(u->tls == CONF_TLS_MAY && u->port == 25 && u->null_sender == 0);
-	CHECK(u->nfailover_on == 3 && strcmp(u->failover_on[1], "5.7") == 0);
-	CHECK_STR(u->envelope_from, "relay@example.com");
-	CHECK(c->upstreams[1].null_sender == 1 && c->upstreams[1].envelope_from == NULL);
-	CHECK(c->nroutes == 3 && c->routes[0].sender == 0 && c->routes[1].sender == 1);
-	CHECK(c->nroutes == 3 && c->routes[2].nupstreams == 2 && c->routes[2].upstreams[1] == 0);
-	conf_free(c);
-
-	static const struct { const char *text, *err; } bad[] = {
-		{ "upstream a {\n host h\n failover_on 6.0\n}\n",
-		  "t:3: failover_on: \"6.0\" is not an enhanced status code or prefix (5.7.1, 5.7, 4)" },
-		{ "upstream a {\n host h\n failover_on 5..1\n}\n",
-		  "t:3: failover_on: \"5..1\" is not an enhanced status code or prefix (5.7.1, 5.7, 4)" },
-		{ "upstream a {\n host h\n envelope_from nobody\n}\n",
-		  "t:3: envelope_from: \"nobody\" is not an address like postmaster@example.com" },
-		{ "upstream a {\n host [h\n}\n",
-		  "t:2: host: bad next hop \"[h\" (use [host]:port)" },
-		{ "upstream a {\n host h:0\n}\n", "t:2: host: bad port in \"h:0\" (1..65535)" },
-		{ "route_sender * a\n",
-		  "t:1: route_sender: bad sender \"*\" (use user@example.com, example.com or "
-		  ".example.com)" },
-		{ "route_sender a@ a\n",
-		  "t:1: route_sender: bad sender \"a@\" (use user@example.com, example.com or "
-		  ".example.com)" },
-		{ "route_sender x.org a\n", "t:1: route_sender x.org: no upstream block named \"a\"" },
-	};
-	char err[256];
-	for (size_t i = 0; i < NROWS(bad); i++) {
-		c = conf_parse("t", bad[i].text, err, sizeof err);
-		CHECK(c == NULL);
-		conf_free(c);
-		if (strcmp(err, bad[i].err) != 0)
-			fprintf(stderr, "  row %zu: err is \"%s\"\n", i, err);
-		CHECK(strcmp(err, bad[i].err) == 0);
-	}
-}
-
 static void test_small_values(void)
 {
 	static const struct { const char *text; int log; unsigned port; } rows[] = {
@@ -586,6 +490,30 @@ static void test_errors(void)
 		  "t:1: retry_min: bad duration \"0\" (use 30s, 5m, 4h, 5d; at least 1s)" },
 		{ "upstream a {\n host h\n password_file /p\n}\n",
 		  "t:4: upstream \"a\": user and password_file go together" },
+		/* failover, senders, presets */
+		{ "upstream a {\n host h\n failover_on 6.0\n}\n",
+		  "t:3: failover_on: \"6.0\" is not an enhanced status code or prefix (5.7.1, 5.7, 4)" },
+		{ "upstream a {\n host h\n failover_on 5..1\n}\n",
+		  "t:3: failover_on: \"5..1\" is not an enhanced status code or prefix (5.7.1, 5.7, 4)" },
+		{ "upstream a {\n host h\n envelope_from nobody\n}\n",
+		  "t:3: envelope_from: \"nobody\" is not an address like postmaster@example.com" },
+		{ "upstream a {\n host [h\n}\n",
+		  "t:2: host: bad next hop \"[h\" (use [host]:port)" },
+		{ "upstream a {\n host h:0\n}\n", "t:2: host: bad port in \"h:0\" (1..65535)" },
+		{ "route_sender * a\n",
+		  "t:1: route_sender: bad sender \"*\" (use user@example.com, example.com or "
+		  ".example.com)" },
+		{ "route_sender a@ a\n",
+		  "t:1: route_sender: bad sender \"a@\" (use user@example.com, example.com or "
+		  ".example.com)" },
+		{ "route_sender x.org a\n", "t:1: route_sender x.org: no upstream block named \"a\"" },
+		{ "upstream a {\n preset hotmail\n}\n",
+		  "t:2: preset: unknown provider \"hotmail\" (mailgun, mailgun-eu, sendgrid, gmail, "
+		  "yandex, mailru)" },
+		{ "upstream a {\n preset gmail\n}\n",
+		  "t:3: upstream \"a\": preset gmail needs user and password_file (the login)" },
+		{ "upstream a {\n preset sendgrid\n}\n",
+		  "t:3: upstream \"a\": preset sendgrid needs password_file (the API key)" },
 		/* duplicates */
 		{ "hostname a\n\nhostname b\n", "t:3: hostname given twice (first at line 1)" },
 		{ "log stderr\nlog syslog\n", "t:2: log given twice (first at line 1)" },
@@ -796,8 +724,6 @@ int main(void)
 	TEST_CASE(test_listen);
 	TEST_CASE(test_defaults);
 	TEST_CASE(test_every_keyword);
-	TEST_CASE(test_routes_and_retries);
-	TEST_CASE(test_failover_keywords);
 	TEST_CASE(test_small_values);
 	TEST_CASE(test_words);
 	TEST_CASE(test_errors);
