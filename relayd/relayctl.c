@@ -1,7 +1,8 @@
 /*
  * relayctl — the admin's view of relayd's queue, read-only through queue/:
  * `queue` lists messages like mailq, `show ID` prints one envelope (and its
- * body with --body).  Commands that change state arrive with the control socket.
+ * body with --body), `route ADDRESS` explains which upstreams a recipient
+ * takes.  Commands that change state arrive with the control socket.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,13 +13,15 @@
 #include "conf/conf.h"
 #include "queue/queue.h"
 #include "relayd/log.h"
+#include "routes/routes.h"
 
 #define DEFAULT_CONFIG "/etc/relayd/relayd.conf"
 
 static void usage(void)
 {
 	fprintf(stderr, "usage: relayctl [-c FILE] queue\n"
-	    "       relayctl [-c FILE] show ID [--body]\n");
+	    "       relayctl [-c FILE] show ID [--body]\n"
+	    "       relayctl [-c FILE] route ADDRESS [--from SENDER]\n");
 	exit(2);
 }
 
@@ -130,6 +133,75 @@ static int cmd_show(struct queue *q, const char *id, int body)
 	return 0;
 }
 
+static const char *tls_name(enum conf_tls_mode m)
+{
+	switch (m) {
+	case CONF_TLS_STARTTLS: return "starttls";
+	case CONF_TLS_IMPLICIT: return "tls";
+	case CONF_TLS_MAY: return "may";
+	case CONF_TLS_NONE: return "none";
+	}
+	return "?";
+}
+
+/* An upstream's quota and how much of it is used, from the queue's counters (q may be NULL). */
+static void print_quota(struct queue *q, const struct conf_upstream *u)
+{
+	struct queue_counter c;
+	int64_t now = (int64_t)time(NULL);
+
+	if (!u->max_per_hour && !u->max_per_day)
+		return;
+	if (!q || queue_counter_get(q, u->name, &c) < 0) {
+		printf("      quota: max_per_hour %u, max_per_day %u (use unknown)\n",
+		    u->max_per_hour, u->max_per_day);
+		return;
+	}
+	unsigned hour = now < c.hour_start + 3600 ? c.hour_count : 0;
+	unsigned day = now < c.day_start + 86400 ? c.day_count : 0;
+	printf("      quota:");
+	if (u->max_per_hour)
+		printf(" %u of %u this hour%s", hour, u->max_per_hour,
+		    hour >= u->max_per_hour ? " (FULL)" : "");
+	if (u->max_per_day)
+		printf("%s %u of %u today%s", u->max_per_hour ? "," : "", day, u->max_per_day,
+		    day >= u->max_per_day ? " (FULL)" : "");
+	printf("\n");
+}
+
+/* Which rule a recipient falls under, and its upstreams in the order they are tried. */
+static int cmd_route(const struct config *conf, struct queue *q, const char *rcpt,
+    const char *sender)
+{
+	char buf[1100], buf2[1100];
+	const struct conf_route *r = routes_find(conf, rcpt, sender);
+
+	printf("<%s>", esc(rcpt, buf, sizeof buf));
+	if (sender)
+		printf(" from <%s>", esc(sender, buf2, sizeof buf2));
+	if (!r) {
+		printf(": no route: %s\n", conf->nroutes ? "refused at RCPT with 550 5.4.4" :
+		    "relayd.conf has no route at all, mail waits in the queue");
+		return 1;
+	}
+	printf(": %s %s (%s:%d)\n", r->sender ? "route_sender" : "route", r->pattern, conf->path,
+	    r->line);
+	for (size_t i = 0; i < r->nupstreams; i++) {
+		const struct conf_upstream *u = &conf->upstreams[r->upstreams[i]];
+		printf("  %zu. %s: %s:%u tls %s%s%s%s%s\n", i + 1, u->name, u->host, u->port,
+		    tls_name(u->tls), u->tls != CONF_TLS_NONE && u->tls != CONF_TLS_MAY ?
+		    (u->verify ? ", verified" : ", not verified") : "",
+		    u->user ? ", user " : "", u->user ? u->user : "",
+		    u->null_sender ? "" : ", no bounces (null_sender no)");
+		for (size_t k = 0; k < u->nfailover_on; k++)
+			printf("%s%s", k ? " " : "      failover_on ", u->failover_on[k]);
+		if (u->nfailover_on)
+			printf("\n");
+		print_quota(q, u);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *path = DEFAULT_CONFIG;
@@ -153,13 +225,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct queue *q = queue_open_readonly(conf->queue_dir, err, sizeof err);
-	if (!q) {
-		fprintf(stderr, "relayctl: queue %s: %s\n", conf->queue_dir, err);
-		conf_free(conf);
-		return 1;
-	}
 	int rc;
-	if (strcmp(argv[0], "queue") == 0 && argc == 1)
+	if (strcmp(argv[0], "route") == 0 && (argc == 2 ||
+	    (argc == 4 && strcmp(argv[2], "--from") == 0))) {
+		rc = cmd_route(conf, q, argv[1], argc == 4 ? argv[3] : NULL);	/* q may be NULL */
+	} else if (!q) {
+		fprintf(stderr, "relayctl: queue %s: %s\n", conf->queue_dir, err);
+		rc = 1;
+	} else if (strcmp(argv[0], "queue") == 0 && argc == 1)
 		rc = cmd_queue(q);
 	else if (strcmp(argv[0], "show") == 0 && (argc == 2 ||
 	    (argc == 3 && strcmp(argv[2], "--body") == 0)))
@@ -168,7 +241,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "relayctl: unknown command %s\n", argv[0]);
 		rc = 2;
 	}
-	queue_close(q);
+	if (q)
+		queue_close(q);
 	conf_free(conf);
 	return rc;
 }

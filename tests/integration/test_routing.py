@@ -82,6 +82,35 @@ def test_quota_sends_the_rest_to_the_next_upstream_and_survives_a_restart():
 
 
 @test
+def test_relayctl_route_explains_the_path():
+    with Upstream() as a:
+        text = conf([block("a", a.port, " max_per_day 5\n failover_on 5.7.1 5.7.26\n"),
+                     block("b", 2525, " null_sender no\n")],
+                    "route * a b\nroute .example.org b\nroute_sender shop.example.net b\n")
+        with running(extra=text) as r:
+            removed(r, submit(r, ["x@gmail.com"], BODY))
+            # The count reaches the queue within a second of the delivery.
+            out = wait_for(lambda: (lambda o: "1 of 5 today" in o and o)(
+                r.relayctl("route", "x@gmail.com")[1]), 10, what="the count")
+            lines = out.splitlines()
+            assert re.fullmatch(r"<x@gmail.com>: route \* \(%s:\d+\)" % re.escape(r.conf),
+                                lines[0]), lines
+            assert lines[1].startswith("  1. a: 127.0.0.1:%d tls none" % a.port), lines
+            assert lines[2] == "      failover_on 5.7.1 5.7.26", lines
+            assert lines[3] == "      quota: 1 of 5 today", lines
+            assert lines[4].startswith("  2. b: 127.0.0.1:2525 tls none, no bounces"), lines
+            rc, out, _ = r.relayctl("route", "x@gmail.com", "--from", "y@shop.example.net")
+            assert out.startswith("<x@gmail.com> from <y@shop.example.net>: route_sender "
+                                  "shop.example.net"), out
+            rc, out, _ = r.relayctl("route", "x@mx.example.org")
+            assert "route .example.org" in out and "1. b:" in out, out
+        text = conf([block("a", a.port)], "route example.com a\n")
+        with running(extra=text) as r:
+            rc, out, _ = r.relayctl("route", "x@gmail.com")
+            assert rc == 1 and "no route: refused at RCPT with 550 5.4.4" in out, out
+
+
+@test
 def test_quota_on_every_upstream_defers_until_the_window_opens():
     with Upstream() as a:
         with running(extra=conf([block("a", a.port, " max_per_day 1\n")], "route * a\n")) as r:
