@@ -14,9 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "auth/auth.h"
 #include "relayd/log.h"
-#include "relayd/tls.h"
 #include "routes/routes.h"
 
 #define ACTIVE_MAX 1000			/* messages in flight at once */
@@ -27,73 +25,6 @@ double delivery_now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* ---- upstreams ----------------------------------------------------------- */
-
-static SSL_CTX *client_ctx(const struct conf_upstream *u, char *err, size_t errlen)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	char why[256];
-
-	if (!ctx) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	/* tls may is opportunistic (RFC 7435): any certificate is better than plaintext. */
-	SSL_CTX_set_verify(ctx, u->verify && u->tls != CONF_TLS_MAY ? SSL_VERIFY_PEER :
-	    SSL_VERIFY_NONE, NULL);
-	if (u->ca_file ? SSL_CTX_load_verify_locations(ctx, u->ca_file, NULL) != 1 :
-	    SSL_CTX_set_default_verify_paths(ctx) != 1) {
-		tls_errors(why, sizeof why);
-		snprintf(err, errlen, "upstream %s: ca_file %s: %s", u->name,
-		    u->ca_file ? u->ca_file : "(system store)", why);
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	return ctx;
-}
-
-static int upstream_init(struct upstream *up, const struct config *conf,
-    const struct conf_upstream *u, char *err, size_t errlen)
-{
-	char why[512];
-
-	memset(up, 0, sizeof *up);
-	up->conf = u;
-	if (u->tls != CONF_TLS_NONE && !(up->tls = client_ctx(u, why, sizeof why))) {
-		snprintf(err, errlen, "%s:%d: %s", conf->path, u->line, why);
-		return -1;
-	}
-	if (u->password_file && !(up->password = auth_read_secret(u->password_file, why,
-	    sizeof why))) {
-		snprintf(err, errlen, "%s:%d: upstream %s: password_file %s", conf->path, u->line,
-		    u->name, why);
-		return -1;
-	}
-	return 0;
-}
-
-static void upstream_clear(struct upstream *up)
-{
-	SSL_CTX_free(up->tls);
-	if (up->password) {
-		explicit_bzero(up->password, strlen(up->password));
-		free(up->password);
-	}
-}
-
-int delivery_check(const struct config *conf, char *err, size_t errlen)
-{
-	for (size_t i = 0; i < conf->nupstreams; i++) {
-		struct upstream up;
-		int rc = upstream_init(&up, conf, &conf->upstreams[i], err, errlen);
-		upstream_clear(&up);
-		if (rc < 0)
-			return -1;
-	}
-	return 0;
 }
 
 struct delivery_job *upstream_next_job(struct upstream *up)
@@ -198,6 +129,7 @@ static int start_message(struct delivery *d, const char *id, int64_t due)
 	m->d = d;
 	memcpy(m->id, id, sizeof m->id);
 	m->due = due;
+	m->ups = d->upstreams;	/* its routes index these, whatever a reload does meanwhile */
 	if (!(m->env = queue_load(d->queue, id))) {
 		/* Deleted meanwhile (the entry goes), or damaged (relayctl shows it; it stays). */
 		log_warn("%s: scheduled but cannot be loaded: gone, or damaged", id);
@@ -216,7 +148,7 @@ static int start_message(struct delivery *d, const char *id, int64_t due)
 		int64_t retry_at = 0;
 		int hop = route ? route_hop(m, route, 0, i, 1, &retry_at) : -1;
 		struct delivery_job *job = msg_job(m, hop >= 0 ?
-		    &d->upstreams[route->upstreams[hop]] : &none, 0);
+		    &m->ups[route->upstreams[hop]] : &none, 0);
 		if (!job) {
 			msg_free(m);
 			return -1;
@@ -307,10 +239,29 @@ static void scan(struct delivery *d)
 	free(l);
 }
 
+static void cut_one(struct upstream *up, void *arg)
+{
+	(void)arg;
+	smtp_client_stop(up, 1);
+}
+
 static void cut_off(struct delivery *d)
 {
-	for (size_t i = 0; i < d->nupstreams; i++)
-		smtp_client_stop(&d->upstreams[i], 1);
+	upstreams_each(d, cut_one, NULL);
+}
+
+/* Stopping: work not on a connection yet stays as it was; idle connections go. */
+static void stop_one(struct upstream *up, void *arg)
+{
+	struct delivery_job *job;
+	(void)arg;
+	while ((job = upstream_next_job(up))) {
+		for (size_t j = 0; j < job->nrcpts; j++)
+			if (!job->rcpts[j].code)
+				job->rcpts[j].code = JOB_UNDECIDED;
+		delivery_job_done(job);
+	}
+	smtp_client_stop(up, 0);
 }
 
 static void quota_cb(evutil_socket_t fd, short what, void *arg)
@@ -345,22 +296,17 @@ struct delivery *delivery_new(const struct config *conf, struct event_base *base
 {
 	struct delivery *d = calloc(1, sizeof *d);
 
-	if (!d || (conf->nupstreams && !(d->upstreams = calloc(conf->nupstreams,
-	    sizeof *d->upstreams)))) {
-		free(d);
+	if (!d) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	d->conf = conf;
 	d->base = base;
-	for (size_t i = 0; i < conf->nupstreams; i++, d->nupstreams++) {
-		if (upstream_init(&d->upstreams[i], conf, &conf->upstreams[i], err, errlen) < 0) {
-			upstream_clear(&d->upstreams[i]);
-			delivery_free(d);
-			return NULL;
-		}
-		d->upstreams[i].d = d;
+	if (conf->nupstreams && !(d->upstreams = upstreams_new(d, conf, NULL, 0, err, errlen))) {
+		free(d);
+		return NULL;
 	}
+	d->nupstreams = conf->nupstreams;
 	return d;
 }
 
@@ -392,17 +338,7 @@ void delivery_stop(struct delivery *d, int now, void (*stopped)(void *), void *a
 		d->stopping = 1;
 		if (d->timer)
 			evtimer_add(d->timer, &grace);
-		for (size_t i = 0; i < d->nupstreams; i++) {
-			struct upstream *up = &d->upstreams[i];
-			struct delivery_job *job;
-			while ((job = upstream_next_job(up))) {
-				for (size_t j = 0; j < job->nrcpts; j++)
-					if (!job->rcpts[j].code)
-						job->rcpts[j].code = JOB_UNDECIDED;
-				delivery_job_done(job);
-			}
-			smtp_client_stop(up, 0);
-		}
+		upstreams_each(d, stop_one, NULL);
 	}
 	if (now)
 		cut_off(d);
@@ -429,11 +365,13 @@ void delivery_free(struct delivery *d)
 		d->active = m->next;
 		msg_free(m);
 	}
-	for (size_t i = 0; i < d->nupstreams; i++) {
-		smtp_client_free_all(&d->upstreams[i]);
-		upstream_clear(&d->upstreams[i]);
+	upstreams_free(d->upstreams, d->nupstreams);
+	while (d->retired) {
+		struct upstream_set *old = d->retired;
+		d->retired = old->older;
+		upstreams_free(old->ups, old->n);
+		free(old);
 	}
-	free(d->upstreams);
 	if (d->timer)
 		event_free(d->timer);
 	if (d->quota_timer)

@@ -30,6 +30,7 @@ struct upstream {
 	struct queue_counter quota;	/* recipients sent in the current hour and day windows */
 	unsigned reserved;		/* recipients out to it and not back: counted against quota */
 	int quota_dirty;		/* quota changed since it was last written */
+	struct upstream *successor;	/* retired by a reload: the new one of the same name */
 	double down_until;		/* after failed connections: passed over until then */
 	unsigned down_count;		/* failures in a row: the hold-off grows with it */
 	char down_why[256];
@@ -69,6 +70,13 @@ struct delivery_job {
 	struct delivery_job *next;	/* in the upstream's wait list */
 };
 
+/* Upstreams of a configuration replaced by a reload: they finish what they have. */
+struct upstream_set {
+	struct upstream *ups;
+	size_t n;
+	struct upstream_set *older;
+};
+
 struct delivery {
 	const struct config *conf;
 	struct event_base *base;
@@ -76,6 +84,7 @@ struct delivery {
 	struct queue *queue;
 	struct upstream *upstreams;	/* one per conf->upstreams */
 	size_t nupstreams;
+	struct upstream_set *retired;	/* from before reloads, freed at the end */
 	struct delivery_msg *active;	/* messages in flight */
 	size_t nactive;
 	struct event *timer;		/* the next due time, or a kick; the stop deadline */
@@ -107,6 +116,13 @@ void delivery_stop(struct delivery *d, int now, void (*stopped)(void *), void *a
 /* 1 while transactions are in flight or their results are being written. */
 int delivery_busy(const struct delivery *d);
 void delivery_free(struct delivery *d);
+/*
+ * SIGHUP: conf replaces the running configuration for the next attempt
+ * (routes, upstreams, retries); what is in flight finishes on the upstreams
+ * it started with.  0, or -1 with err (nothing changed).  The caller keeps
+ * the old config alive until delivery_free.
+ */
+int delivery_reload(struct delivery *d, const struct config *conf, char *err, size_t errlen);
 
 /* smtp_client.c ↔ delivery.c */
 struct delivery_job *upstream_next_job(struct upstream *up);

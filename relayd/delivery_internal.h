@@ -17,6 +17,7 @@ struct delivery_msg {
 	struct delivery_job **jobs;
 	size_t njobs;
 	size_t jobs_left;
+	struct upstream *ups;		/* the upstreams its routes index (of its config) */
 	char **lines;			/* its log lines, written once its results are */
 	size_t nlines;
 	struct delivery_msg *next;
@@ -31,6 +32,20 @@ void msg_free(struct delivery_msg *m);
 /* The delivery log line of one recipient's attempt on job's upstream. */
 void log_attempt(struct delivery_msg *m, const struct delivery_job *job,
     const struct job_rcpt *jr, const char *status, double now);
+
+/* upstream.c */
+/*
+ * An upstream for each of conf's blocks, with its TLS context and password
+ * (a password_file that cannot be read now, after privileges went, is taken
+ * from old, the set being replaced, when it names the same file).  NULL
+ * with err.
+ */
+struct upstream *upstreams_new(struct delivery *d, const struct config *conf,
+    const struct upstream *old, size_t nold, char *err, size_t errlen);
+/* Close every connection of the set, then free it. */
+void upstreams_free(struct upstream *ups, size_t n);
+/* fn on every upstream: the current ones and those a reload retired. */
+void upstreams_each(struct delivery *d, void (*fn)(struct upstream *, void *), void *arg);
 
 /* delivery.c */
 void upstream_submit(struct upstream *up, struct delivery_job *job);

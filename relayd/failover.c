@@ -106,7 +106,7 @@ static void log_passed_over(struct delivery_msg *m, struct upstream *up, size_t 
 int route_hop(struct delivery_msg *m, const struct conf_route *route, size_t from,
     size_t index, int log, int64_t *retry_at)
 {
-	struct upstream *ups = m->d->upstreams;
+	struct upstream *ups = m->ups;
 	double now = delivery_now();
 	int64_t until, first_open = -1;
 	int last = -1, any = 0;
@@ -196,7 +196,7 @@ void failover(struct delivery_msg *m, struct delivery_job *job)
 		job_rcpt_settle(jr);
 		log_attempt(m, job, jr, "failover", now);
 		int hop = route_hop(m, jr->route, jr->hop + 1, jr->index, 1, &retry_at);
-		struct upstream *up = &d->upstreams[jr->route->upstreams[hop]];
+		struct upstream *up = &m->ups[jr->route->upstreams[hop]];
 		struct delivery_job *next = NULL;
 		for (size_t j = 0; j < nfresh && !next; j++)
 			if (fresh[j]->up == up)

@@ -275,7 +275,7 @@ int main(int argc, char **argv)
 	event_base_free(base);
 	libevent_global_shutdown();
 	free(queue_dir);
-	conf_free(conf);
+	server_free_configs(&srv);	/* the running one and those reloads replaced */
 	log_close();
 	return rc < 0 ? 1 : 0;
 }

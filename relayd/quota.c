@@ -16,6 +16,14 @@
 #define HOUR 3600
 #define DAY 86400
 
+/* After a reload, counting goes on in the new upstream of the same name. */
+static struct upstream *current(struct upstream *up)
+{
+	while (up->successor)
+		up = up->successor;
+	return up;
+}
+
 static int has_quota(const struct upstream *up)
 {
 	return up->conf->max_per_hour || up->conf->max_per_day;
@@ -32,6 +40,7 @@ static void roll(int64_t *start, uint32_t *count, int64_t len, int64_t now)
 
 int quota_full(struct upstream *up, int64_t now, int64_t *until, char *why, size_t whylen)
 {
+	up = current(up);
 	struct queue_counter *q = &up->quota;
 	const struct conf_upstream *u = up->conf;
 
@@ -60,12 +69,10 @@ static void saved(void *arg, enum queue_status status)
 		log_warn("upstream %s: cannot record its quota counters", (const char *)arg);
 }
 
-void quota_save(struct delivery *d)
+static void save_one(struct upstream *up, void *arg)
 {
-	for (size_t i = 0; i < d->nupstreams; i++) {
-		struct upstream *up = &d->upstreams[i];
-		if (!up->quota_dirty)
-			continue;
+	struct delivery *d = arg;
+	if (up->quota_dirty) {
 		up->quota_dirty = 0;
 		if (queue_counter_put(d->queue, up->conf->name, &up->quota, saved,
 		    (void *)up->conf->name) < 0)
@@ -74,11 +81,18 @@ void quota_save(struct delivery *d)
 	}
 }
 
+void quota_save(struct delivery *d)
+{
+	for (size_t i = 0; i < d->nupstreams; i++)
+		save_one(&d->upstreams[i], d);
+}
+
 void quota_count(struct upstream *up, unsigned sent)
 {
 	int64_t now = (int64_t)time(NULL);
 	struct timeval second = { 1, 0 };
 
+	up = current(up);
 	if (!has_quota(up) || sent == 0)
 		return;
 	roll(&up->quota.hour_start, &up->quota.hour_count, HOUR, now);

@@ -145,7 +145,9 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	if (sig == SIGHUP) {
 		log_reopen();
-		log_info("SIGHUP: log file reopened");
+		log_info("SIGHUP: log file reopened, reading the configuration again");
+		if (!srv->stopping)
+			server_reload(srv);
 		return;
 	}
 	if (srv->stopping) {

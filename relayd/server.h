@@ -26,8 +26,11 @@ struct server_listener {
 	int implicit_tls;
 };
 
+struct retired_conf;
+
 struct server {
-	const struct config *conf;
+	const struct config *conf;	/* the running one: replaced by a reload (SIGHUP) */
+	struct retired_conf *retired;	/* replaced ones, freed at the end */
 	struct event_base *base;
 	struct queue *queue;
 	struct server_listener *listeners;
@@ -52,6 +55,11 @@ int server_bind(struct server *srv, const struct config *conf, struct event_base
 /* Attach the open queue and signals, then run the loop until a graceful stop. */
 int server_run(struct server *srv, struct queue *queue);
 void server_free(struct server *srv);
+
+/* reload.c: SIGHUP — read the config file again and use it if it is good. */
+void server_reload(struct server *srv);
+/* At the end: free the running config and every one a reload replaced. */
+void server_free_configs(struct server *srv);
 
 /* Called by sessions when they end, so a stopping server can exit. */
 void server_session_gone(struct server *srv);

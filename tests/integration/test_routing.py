@@ -6,6 +6,7 @@ passed over while marked down, the refusal of a recipient no route covers,
 null_sender, envelope_from and opportunistic TLS.
 """
 import re
+import signal
 import time
 
 from harness import Client, Relayd, free_port, running, run, test, wait_for
@@ -249,6 +250,49 @@ def test_tls_may_uses_starttls_when_offered_without_verifying():
             removed(r, submit(r, ["x@example.org"], BODY))
             assert withtls.messages()[0]["tls"], withtls.messages()
             assert not plain.messages()[0]["tls"], plain.messages()
+
+
+def rewrite(r, text):
+    """Replace relayd's config with the harness lines plus text, as an admin would edit it."""
+    with open(r.conf) as f:
+        lines = f.read().splitlines(True)
+    base = [l for l in lines if l.split(" ", 1)[0] in ("hostname", "queue", "log", "listen",
+                                                       "allow")]
+    with open(r.conf, "w") as f:
+        f.write("".join(base) + text)
+
+
+@test
+def test_reload_switches_a_route_while_mail_is_deferred():
+    with Upstream(rcpt_replies={"*": ["451 4.3.0 not today"]}) as a, Upstream() as b:
+        with running(extra=conf([block("a", a.port)], "route * a\n")) as r:
+            q = submit(r, ["x@example.com"], BODY)
+            wait_for(lambda: sent_line(r, q, "x@example.com"), 20, what="a first try")
+            # A broken file is reported and changes nothing.
+            rewrite(r, conf([block("a", a.port)], "route * a nosuch\n"))
+            r.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "keeping the running configuration" in r.log_text(), 10,
+                     what="the refusal")
+            assert 'no upstream block named "nosuch"' in r.log_text()
+            # So is one that changes what needs a restart.
+            rewrite(r, conf([block("a", a.port)], "route * a\n").replace(
+                "retry_min", "max_clients 7\nretry_min"))
+            r.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "max_clients changed, which needs a restart" in r.log_text(), 10,
+                     what="the restart notice")
+            # A good one: the deferred message goes the new way at its next try.
+            rewrite(r, conf([block("a", a.port), block("b", b.port)], "route * b\n"))
+            r.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "reload: %s: 2 upstream(s), 1 route(s)" % r.conf in r.log_text(),
+                     10, what="the reload")
+            removed(r, q, 30)
+            assert statuses(r, q, "x@example.com")[-1] == ("b", "sent")
+            assert [m["rcpt_tos"] for m in b.messages()] == [["x@example.com"]]
+            # And new mail takes the new route from the start.
+            q2 = submit(r, ["y@example.com"], BODY)
+            removed(r, q2)
+            assert statuses(r, q2, "y@example.com") == [("b", "sent")]
+            assert len(b.messages()) == 2
 
 
 if __name__ == "__main__":
