@@ -319,5 +319,7 @@ void conf_free(struct config *conf)
 	free(conf->auth_mechanisms);
 	conf_free_upstreams(conf);
 	conf_free_routes(conf);
+	free(conf->routes_file);
+	free(conf->resolver);
 	free(conf);
 }

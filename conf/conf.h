@@ -39,6 +39,8 @@ enum conf_tls_mode { CONF_TLS_STARTTLS, CONF_TLS_IMPLICIT, CONF_TLS_NONE, CONF_T
 /* One `upstream NAME { … }` block: where to forward mail (used by delivery). */
 struct conf_upstream {
 	char *name;
+	int direct;			/* `direct`: each domain's MX hosts, no host of its own */
+	int anonymous;			/* made from a routes_file line, named "host:port" */
 	char *host;			/* without next-hop brackets or port */
 	unsigned host_port;		/* the port of host [name]:port, or 0 */
 	unsigned port;			/* default: host's, else 587; 465 with `tls tls`, 25 with
@@ -70,6 +72,7 @@ struct conf_upstream {
  */
 struct conf_route {
 	int sender;			/* 1: route_sender */
+	char *file;			/* the routes_file it came from, or NULL: relayd.conf */
 	char *pattern;			/* "*", "example.com", ".example.com"; sender: or an address */
 	char **names;			/* upstream names as written */
 	size_t *upstreams;		/* the same as indices into config.upstreams */
@@ -116,6 +119,10 @@ struct config {
 	unsigned retry_max;		/* retries at most this far apart, default 3600 */
 	unsigned queue_lifetime;	/* a recipient expires after this, default 5 days */
 	unsigned delay_warning;		/* warn the sender after this; 0 (default): never */
+	char *routes_file;		/* qmail smtproutes file, or NULL */
+	char *resolver;			/* DNS server for direct delivery, "addr[:port]"; NULL:
+					 * /etc/resolv.conf */
+	unsigned direct_port;		/* port of MX hosts for direct delivery, default 25 */
 };
 
 /*

@@ -12,7 +12,7 @@
 
 #define CONF_LINE_MAX	  4096		/* a line, newline included, must be shorter */
 #define CONF_ARGS_MAX	  64		/* words in one statement */
-#define CONF_KEYWORDS_MAX 32		/* rows in one section's table */
+#define CONF_KEYWORDS_MAX 48		/* rows in one section's table */
 #define CONF_FILE_MAX	  (1024 * 1024)	/* conf_load refuses bigger files */
 
 struct conf_parser;
@@ -97,6 +97,11 @@ const struct conf_preset *conf_find_preset(const char *name);
 /* upstream.c: `upstream NAME {` and freeing the blocks. */
 int conf_open_upstream(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv);
+/* A new upstream named name with the defaults (not yet closed); NULL after error. */
+struct conf_upstream *conf_new_upstream(struct conf_parser *p, struct config *conf,
+    const char *name);
+/* The checks and defaults of `}` for u. */
+int conf_finish_upstream(struct conf_parser *p, struct conf_upstream *u);
 void conf_free_upstreams(struct config *conf);
 
 /* Allocate an empty config (no defaults yet: the top section's close fills them). */
@@ -109,7 +114,13 @@ int conf_parse_port(const char *s, unsigned *out);
 
 /* routes.c: the `route` statement, the end-of-file name check, and freeing. */
 int conf_add_route(struct conf_parser *p, void *base, size_t offset, int argc, char **argv);
+/* A route from pattern to the named upstreams (file: a routes_file, or NULL); -1 after error. */
+int conf_new_route(struct conf_parser *p, struct config *conf, int sender, const char *pattern,
+    char **names, size_t nnames, const char *file);
 int conf_check_routes(struct conf_parser *p, struct config *conf);
+
+/* routes_file.c: the qmail smtproutes file, read at the end of relayd.conf. */
+int conf_read_routes_file(struct conf_parser *p, struct config *conf);
 void conf_free_routes(struct config *conf);
 
 #endif

@@ -6,6 +6,7 @@
  */
 #include "conf/internal.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -301,6 +302,42 @@ static int conf_add_allow(struct conf_parser *p, void *base, size_t offset, int 
 	return 0;
 }
 
+/* resolver 127.0.0.1, 127.0.0.1:5353, ::1 or [::1]:53: a DNS server for direct delivery. */
+static int conf_set_resolver(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	const char *v = argv[0], *port = NULL, *colon = strchr(v, ':');
+	char addr[64];
+	size_t len = strlen(v);
+	unsigned char bin[16];
+	unsigned n;
+	int ok = 1;
+
+	if (v[0] == '[') {
+		const char *end = strchr(v, ']');
+		ok = end && (end[1] == '\0' || end[1] == ':');
+		len = ok ? (size_t)(end - v - 1) : 0;
+		v++;
+		port = ok && end[1] == ':' ? end + 2 : NULL;
+	} else if (colon && colon == strrchr(v, ':')) {	/* one colon: IPv4:port */
+		len = (size_t)(colon - v);
+		port = colon + 1;
+	}
+	if (ok && len > 0 && len < sizeof addr) {
+		memcpy(addr, v, len);
+		addr[len] = '\0';
+		ok = inet_pton(AF_INET, addr, bin) == 1 || inet_pton(AF_INET6, addr, bin) == 1;
+	} else {
+		ok = 0;
+	}
+	if (!ok || (port && conf_parse_port(port, &n) < 0)) {
+		conf_error(p, "%s: \"%s\" is not an address[:port] (127.0.0.1:5353, [::1]:53)",
+		    p->keyword, argv[0]);
+		return -1;
+	}
+	return conf_set_string(p, base, offset, argc, argv);
+}
+
 static const struct conf_keyword conf_top_keywords[] = {
 	{ "hostname", conf_set_hostname, offsetof(struct config, hostname), 1, 1, CONF_ONCE },
 	{ "queue", conf_set_string, offsetof(struct config, queue_dir), 1, 1, CONF_ONCE },
@@ -348,6 +385,9 @@ static const struct conf_keyword conf_top_keywords[] = {
 	{ "delay_warning", conf_set_timeout, offsetof(struct config, delay_warning), 1, 1,
 	    CONF_ONCE },
 	{ "upstream", conf_open_upstream, offsetof(struct config, upstreams), 1, 1, CONF_BLOCK },
+	{ "routes_file", conf_set_path, offsetof(struct config, routes_file), 1, 1, CONF_ONCE },
+	{ "resolver", conf_set_resolver, offsetof(struct config, resolver), 1, 1, CONF_ONCE },
+	{ "direct_port", conf_set_port, offsetof(struct config, direct_port), 1, 1, CONF_ONCE },
 };
 
 _Static_assert(sizeof conf_top_keywords / sizeof conf_top_keywords[0] <= CONF_KEYWORDS_MAX,
@@ -426,8 +466,12 @@ static int conf_close_top(struct conf_parser *p, void *base)
 	if (!conf->auth_mechanisms && conf_store_string(p, &conf->auth_mechanisms,
 	    "PLAIN LOGIN") < 0)
 		return -1;
-	if (conf_check_tls_auth(p, conf) < 0 || conf_check_routes(p, conf) < 0)
+	if (conf_check_tls_auth(p, conf) < 0 || conf_read_routes_file(p, conf) < 0 ||
+	    conf_check_routes(p, conf) < 0)
 		return -1;
+	for (size_t i = 0; i < conf->nupstreams; i++)
+		if (conf->upstreams[i].direct && conf->direct_port)
+			conf->upstreams[i].port = conf->direct_port;
 	if (conf->retry_max < conf->retry_min) {
 		p->line = conf_seen(p, "retry_max") ? conf_seen(p, "retry_max") :
 		    conf_seen(p, "retry_min");

@@ -39,7 +39,6 @@ static int valid_pattern(const char *s, int sender)
 int conf_add_route(struct conf_parser *p, void *base, size_t offset, int argc, char **argv)
 {
 	struct config *conf = base;
-	struct conf_route *grown, *r;
 	int sender = strcmp(p->keyword, "route_sender") == 0;
 
 	(void)offset;
@@ -57,7 +56,15 @@ int conf_add_route(struct conf_parser *p, void *base, size_t offset, int argc, c
 			return -1;
 		}
 	}
-	grown = reallocarray(conf->routes, conf->nroutes + 1, sizeof *grown);
+	return conf_new_route(p, conf, sender, argv[0], argv + 1, (size_t)argc - 1, NULL);
+}
+
+int conf_new_route(struct conf_parser *p, struct config *conf, int sender, const char *pattern,
+    char **names, size_t nnames, const char *file)
+{
+	struct conf_route *grown = reallocarray(conf->routes, conf->nroutes + 1, sizeof *grown);
+	struct conf_route *r;
+
 	if (!grown) {
 		conf_error(p, "out of memory");
 		return -1;
@@ -67,17 +74,19 @@ int conf_add_route(struct conf_parser *p, void *base, size_t offset, int argc, c
 	memset(r, 0, sizeof *r);
 	r->line = p->line;
 	r->sender = sender;
-	if (!(r->pattern = strdup(argv[0])) ||
-	    !(r->names = calloc((size_t)argc - 1, sizeof *r->names)) ||
-	    !(r->upstreams = calloc((size_t)argc - 1, sizeof *r->upstreams))) {
+	if (!(r->pattern = strdup(pattern)) ||
+	    !(r->names = calloc(nnames, sizeof *r->names)) ||
+	    !(r->upstreams = calloc(nnames, sizeof *r->upstreams)) ||
+	    (file && !(r->file = strdup(file)))) {
 		free(r->pattern);
 		free(r->names);
+		free(r->upstreams);
 		conf_error(p, "out of memory");
 		return -1;
 	}
 	conf->nroutes++;
-	for (int i = 1; i < argc; i++) {
-		if (!(r->names[r->nupstreams++] = strdup(argv[i]))) {
+	for (size_t i = 0; i < nnames; i++) {
+		if (!(r->names[r->nupstreams++] = strdup(names[i]))) {
 			conf_error(p, "out of memory");
 			return -1;
 		}
@@ -94,6 +103,12 @@ int conf_check_routes(struct conf_parser *p, struct config *conf)
 			size_t k = 0;
 			while (k < conf->nupstreams && strcmp(conf->upstreams[k].name, r->names[j]))
 				k++;
+			/* `direct` needs no block: it is made with its defaults. */
+			if (k == conf->nupstreams && strcmp(r->names[j], "direct") == 0) {
+				struct conf_upstream *u = conf_new_upstream(p, conf, "direct");
+				if (!u || conf_finish_upstream(p, u) < 0)
+					return -1;
+			}
 			if (k == conf->nupstreams) {
 				p->line = r->line;
 				conf_error(p, "%s %s: no upstream block named \"%s\"",
@@ -115,6 +130,7 @@ void conf_free_routes(struct config *conf)
 		free(r->names);
 		free(r->upstreams);
 		free(r->pattern);
+		free(r->file);
 	}
 	free(conf->routes);
 }

@@ -196,10 +196,23 @@ static int apply_preset(struct conf_parser *p, struct conf_upstream *u)
 /* At `}`: the block must name a host; the port follows the TLS mode unless given. */
 static int conf_close_upstream(struct conf_parser *p, void *base)
 {
-	struct conf_upstream *u = base;
+	return conf_finish_upstream(p, base);
+}
 
+int conf_finish_upstream(struct conf_parser *p, struct conf_upstream *u)
+{
 	if (apply_preset(p, u) < 0)
 		return -1;
+	if (u->direct) {
+		if (u->host || u->user || u->preset) {
+			conf_error(p, "upstream direct delivers to each domain's MX hosts: it takes "
+			    "no host, user or preset");
+			return -1;
+		}
+		if (!u->port)
+			u->port = 25;	/* direct_port, when given, wins at the end of the file */
+		return 0;
+	}
 	if (!u->host) {
 		conf_error(p, "upstream \"%s\" has no host", u->name);
 		return -1;
@@ -220,11 +233,45 @@ const struct conf_section conf_upstream_section = {
 	conf_close_upstream,
 };
 
+struct conf_upstream *conf_new_upstream(struct conf_parser *p, struct config *conf,
+    const char *name)
+{
+	struct conf_upstream *u;
+
+	for (size_t i = 0; i < conf->nupstreams; i++) {
+		if (strcmp(conf->upstreams[i].name, name) == 0) {
+			conf_error(p, "upstream \"%s\" defined twice (first at line %d)", name,
+			    conf->upstreams[i].line);
+			return NULL;
+		}
+	}
+	u = reallocarray(conf->upstreams, conf->nupstreams + 1, sizeof *u);
+	if (!u) {
+		conf_error(p, "out of memory");
+		return NULL;
+	}
+	conf->upstreams = u;
+	u = &conf->upstreams[conf->nupstreams++];
+	memset(u, 0, sizeof *u);
+	u->direct = strcmp(name, "direct") == 0;
+	u->tls = u->direct ? CONF_TLS_MAY : CONF_TLS_STARTTLS;	/* MX hosts: opportunistic */
+	u->verify = 1;
+	u->max_connections = u->direct ? 2 : 4;		/* per destination domain for direct */
+	u->timeout_connect = 30;
+	u->timeout_command = 5 * 60;
+	u->timeout_data = 10 * 60;
+	u->timeout_idle = 5;
+	u->null_sender = 1;
+	u->line = p->line;
+	if (conf_store_string(p, &u->name, name) < 0)
+		return NULL;
+	return u;
+}
+
 /* upstream NAME { — NAME is what routes and log lines (`upstream=NAME`) call it. */
 int conf_open_upstream(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv)
 {
-	struct config *conf = base;
 	struct conf_upstream *u;
 
 	(void)argc, (void)offset;
@@ -232,31 +279,7 @@ int conf_open_upstream(struct conf_parser *p, void *base, size_t offset, int arg
 		conf_error(p, "upstream: bad name \"%s\" (letters, digits, . _ -)", argv[0]);
 		return -1;
 	}
-	for (size_t i = 0; i < conf->nupstreams; i++) {
-		if (strcmp(conf->upstreams[i].name, argv[0]) == 0) {
-			conf_error(p, "upstream \"%s\" defined twice (first at line %d)", argv[0],
-			    conf->upstreams[i].line);
-			return -1;
-		}
-	}
-	u = reallocarray(conf->upstreams, conf->nupstreams + 1, sizeof *u);
-	if (!u) {
-		conf_error(p, "out of memory");
-		return -1;
-	}
-	conf->upstreams = u;
-	u = &conf->upstreams[conf->nupstreams++];
-	memset(u, 0, sizeof *u);
-	u->tls = CONF_TLS_STARTTLS;
-	u->verify = 1;
-	u->max_connections = 4;
-	u->timeout_connect = 30;
-	u->timeout_command = 5 * 60;
-	u->timeout_data = 10 * 60;
-	u->timeout_idle = 5;
-	u->null_sender = 1;
-	u->line = p->line;
-	if (conf_store_string(p, &u->name, argv[0]) < 0)
+	if (!(u = conf_new_upstream(p, base, argv[0])))
 		return -1;
 	conf_enter(p, &conf_upstream_section, u);
 	return 0;

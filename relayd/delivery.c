@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "relayd/log.h"
+#include "relayd/mx.h"
 #include "routes/routes.h"
 
 #define ACTIVE_MAX 1000			/* messages in flight at once */
@@ -40,8 +41,8 @@ struct delivery_job *upstream_next_job(struct upstream *up)
 void upstream_submit(struct upstream *up, struct delivery_job *job)
 {
 	job->t_created = delivery_now();
-	job->reserved = 1;
-	up->reserved += (unsigned)job->nrcpts;
+	job->quota_up = quota_upstream(up);
+	job->quota_up->reserved += (unsigned)job->nrcpts;
 	if (up->idle) {
 		smtp_client_run(up->idle, job);
 		return;
@@ -106,6 +107,7 @@ struct delivery_job *msg_job(struct delivery_msg *m, struct upstream *up, int fr
 	job->msg = m;
 	job->env = m->env;
 	job->up = up;
+	up->refs++;	/* a direct child lives while jobs point to it */
 	job->rcpts = calloc(m->env->nrcpts, sizeof *job->rcpts);
 	if (!job->rcpts) {
 		free(job);
@@ -148,7 +150,7 @@ static int start_message(struct delivery *d, const char *id, int64_t due)
 		int64_t retry_at = 0;
 		int hop = route ? route_hop(m, route, 0, i, 1, &retry_at) : -1;
 		struct delivery_job *job = msg_job(m, hop >= 0 ?
-		    &m->ups[route->upstreams[hop]] : &none, 0);
+		    upstream_for(&m->ups[route->upstreams[hop]], r->addr) : &none, 0);
 		if (!job) {
 			msg_free(m);
 			return -1;
@@ -232,6 +234,7 @@ static void scan(struct delivery *d)
 		l->room = SCAN_MAX;
 	if (l->room > 0 && queue_due(d->queue, (int64_t)time(NULL), collect, l, &next) < 0)
 		log_warn("cannot read the queue's schedule");
+	upstreams_sweep(d);
 	for (size_t i = 0; i < l->n; i++)
 		start_message(d, l->ids[i], l->due[i]);
 	/* More due than taken: look again soon; else at the next due time. */
@@ -378,5 +381,6 @@ void delivery_free(struct delivery *d)
 		event_free(d->quota_timer);
 	if (d->dns)
 		evdns_base_free(d->dns, 1);
+	mx_resolver_free(d->mx);
 	free(d);
 }

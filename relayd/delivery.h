@@ -19,11 +19,21 @@
 
 struct smtp_client;
 struct delivery_msg;
+struct mx_resolver;
 
-/* One configured upstream at run time. */
+/*
+ * One configured upstream at run time.  `direct` is a parent: each
+ * destination domain gets a child upstream of its own (made on first use,
+ * freed when unused), with that domain's MX hosts as its hosts.
+ */
 struct upstream {
 	const struct conf_upstream *conf;
 	struct delivery *d;
+	struct upstream *parent;	/* a direct child: its parent (owns tls) */
+	char *domain;			/* a direct child: the destination domain */
+	struct upstream *children;	/* direct: the domains' upstreams */
+	struct upstream *next_child;
+	unsigned refs;			/* jobs that point to it (children are freed at 0) */
 	SSL_CTX *tls;			/* client context; NULL with `tls none` */
 	char *password;			/* from password_file, or NULL */
 	unsigned nconn;			/* connections open or opening */
@@ -63,9 +73,10 @@ struct delivery_job {
 	struct upstream *up;
 	struct job_rcpt *rcpts;
 	size_t nrcpts;
-	char relay[300];		/* "host[ip]:port", or "none" */
+	char relay[320];		/* "host[ip]:port", or "none" */
+	char mta[256];			/* the host name it went to (Remote-MTA), or "" */
 	int dsn_passed;			/* the upstream offered DSN: NOTIFY went on with it */
-	int reserved;			/* its recipients count in up->reserved */
+	struct upstream *quota_up;	/* where its recipients count as reserved, or NULL */
 	double t_created, t_assigned, t_ready, t_done;	/* for delays=a/b/c/d */
 	struct delivery_job *next;	/* in the upstream's wait list */
 };
@@ -80,7 +91,8 @@ struct upstream_set {
 struct delivery {
 	const struct config *conf;
 	struct event_base *base;
-	struct evdns_base *dns;
+	struct evdns_base *dns;		/* upstream host names */
+	struct mx_resolver *mx;		/* direct delivery's MX lookups (c-ares) */
 	struct queue *queue;
 	struct upstream *upstreams;	/* one per conf->upstreams */
 	size_t nupstreams;

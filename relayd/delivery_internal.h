@@ -44,7 +44,11 @@ struct upstream *upstreams_new(struct delivery *d, const struct config *conf,
     const struct upstream *old, size_t nold, char *err, size_t errlen);
 /* Close every connection of the set, then free it. */
 void upstreams_free(struct upstream *ups, size_t n);
-/* fn on every upstream: the current ones and those a reload retired. */
+/* up itself, or for `direct` the child upstream of rcpt's domain (made on first use). */
+struct upstream *upstream_for(struct upstream *up, const char *rcpt);
+/* Free the direct children nothing uses any more (called with each scan). */
+void upstreams_sweep(struct delivery *d);
+/* fn on every upstream (and direct child): the current ones and those a reload retired. */
 void upstreams_each(struct delivery *d, void (*fn)(struct upstream *, void *), void *arg);
 
 /* delivery.c */
@@ -55,6 +59,8 @@ struct delivery_job *msg_job(struct delivery_msg *m, struct upstream *up, int fr
 /* quota.c */
 /* 1 when up may not take another recipient now: *until is when it may, why says so. */
 int quota_full(struct upstream *up, int64_t now, int64_t *until, char *why, size_t whylen);
+/* Where up's recipients count: itself, a direct child's parent, a retired one's successor. */
+struct upstream *quota_upstream(struct upstream *up);
 /* sent recipients went out through up. */
 void quota_count(struct upstream *up, unsigned sent);
 /* The counters from the queue (at start), and the changed ones back (timer, stop). */

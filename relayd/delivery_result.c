@@ -46,6 +46,8 @@ static void msg_flush_log(struct delivery_msg *m)
 
 static void job_free(struct delivery_job *job)
 {
+	if (job->up)
+		job->up->refs--;
 	for (size_t i = 0; i < job->nrcpts; i++)
 		free(job->rcpts[i].text);
 	free(job->rcpts);
@@ -225,7 +227,8 @@ static void msg_finish(struct delivery_msg *m)
 				/* RFC 3461 §4.1: the upstream cannot report success; say so now. */
 				br[nbr++] = (struct bounce_rcpt){ .rcpt = r,
 				    .action = BOUNCE_RELAYED, .status = jr->dsn,
-				    .remote_mta = job->up->conf->host, .diagnostic = r->last_reply,
+				    .remote_mta = job->mta[0] ? job->mta : NULL,
+				    .diagnostic = r->last_reply,
 				    .last_attempt = inow };
 			}
 			if (r->state == QUEUE_RCPT_BOUNCED && br &&
@@ -235,7 +238,7 @@ static void msg_finish(struct delivery_msg *m)
 				int expired = status[0] == 'e';
 				b->rcpt = r;
 				b->status = jr->dsn;
-				b->remote_mta = job->up && r->last_relay ? job->up->conf->host : NULL;
+				b->remote_mta = job->mta[0] && r->last_relay ? job->mta : NULL;
 				b->diagnostic = r->last_relay ? r->last_reply : NULL;
 				b->reason = expired ? "delivery time expired (queue_lifetime)" :
 				    r->last_relay ? NULL : r->last_reply;

@@ -35,7 +35,8 @@ static int is_down(const struct upstream *up, double now)
 void upstream_ready(struct upstream *up)
 {
 	if (up->down_count && !is_down(up, delivery_now()))
-		log_info("upstream %s: up again", up->conf->name);
+		log_info("upstream %s%s%s: up again", up->conf->name, up->domain ? " for " : "",
+		    up->domain ? up->domain : "");
 	up->down_count = 0;
 	up->down_until = 0;
 }
@@ -54,7 +55,8 @@ static void mark_down(struct upstream *up, const char *why)
 	up->down_count++;
 	up->down_until = now + hold;
 	snprintf(up->down_why, sizeof up->down_why, "%s", why);
-	log_info("upstream %s: marked down for %us: %s", up->conf->name, hold, why);
+	log_info("upstream %s%s%s: marked down for %us: %s", up->conf->name,
+	    up->domain ? " for " : "", up->domain ? up->domain : "", hold, why);
 }
 
 void upstream_failed(struct upstream *up, int code, const char *dsn, const char *why,
@@ -113,8 +115,10 @@ int route_hop(struct delivery_msg *m, const struct conf_route *route, size_t fro
 	char why[200];
 
 	/* The last hop that may be tried at all: it is tried even when marked down. */
+	const char *rcpt = m->env->rcpts[index].addr;
+
 	for (size_t h = from; h < route->nupstreams; h++) {
-		struct upstream *up = &ups[route->upstreams[h]];
+		struct upstream *up = upstream_for(&ups[route->upstreams[h]], rcpt);
 		if (!takes(m, up))
 			continue;
 		any = 1;
@@ -129,7 +133,7 @@ int route_hop(struct delivery_msg *m, const struct conf_route *route, size_t fro
 		return any ? -2 : -1;
 	}
 	for (size_t h = from; h < (size_t)last; h++) {
-		struct upstream *up = &ups[route->upstreams[h]];
+		struct upstream *up = upstream_for(&ups[route->upstreams[h]], rcpt);
 		if (!takes(m, up))
 			continue;
 		int full = quota_full(up, (int64_t)now, &until, why, sizeof why);
@@ -164,10 +168,10 @@ static int fails_over(const struct delivery_job *job, const struct job_rcpt *jr)
 static void job_back(struct delivery_job *job)
 {
 	unsigned sent = 0;
-	if (!job->reserved)
+	if (!job->quota_up)
 		return;
-	job->reserved = 0;
-	job->up->reserved -= (unsigned)job->nrcpts;
+	job->quota_up->reserved -= (unsigned)job->nrcpts;
+	job->quota_up = NULL;
 	for (size_t i = 0; i < job->nrcpts; i++)
 		sent += job->rcpts[i].code / 100 == 2;
 	quota_count(job->up, sent);
@@ -196,7 +200,8 @@ void failover(struct delivery_msg *m, struct delivery_job *job)
 		job_rcpt_settle(jr);
 		log_attempt(m, job, jr, "failover", now);
 		int hop = route_hop(m, jr->route, jr->hop + 1, jr->index, 1, &retry_at);
-		struct upstream *up = &m->ups[jr->route->upstreams[hop]];
+		struct upstream *up = upstream_for(&m->ups[jr->route->upstreams[hop]],
+		    m->env->rcpts[jr->index].addr);
 		struct delivery_job *next = NULL;
 		for (size_t j = 0; j < nfresh && !next; j++)
 			if (fresh[j]->up == up)

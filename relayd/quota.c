@@ -16,9 +16,11 @@
 #define HOUR 3600
 #define DAY 86400
 
-/* After a reload, counting goes on in the new upstream of the same name. */
-static struct upstream *current(struct upstream *up)
+/* A direct child counts in its parent; after a reload, in the new upstream of the name. */
+struct upstream *quota_upstream(struct upstream *up)
 {
+	if (up->parent)
+		up = up->parent;
 	while (up->successor)
 		up = up->successor;
 	return up;
@@ -40,7 +42,7 @@ static void roll(int64_t *start, uint32_t *count, int64_t len, int64_t now)
 
 int quota_full(struct upstream *up, int64_t now, int64_t *until, char *why, size_t whylen)
 {
-	up = current(up);
+	up = quota_upstream(up);
 	struct queue_counter *q = &up->quota;
 	const struct conf_upstream *u = up->conf;
 
@@ -92,7 +94,7 @@ void quota_count(struct upstream *up, unsigned sent)
 	int64_t now = (int64_t)time(NULL);
 	struct timeval second = { 1, 0 };
 
-	up = current(up);
+	up = quota_upstream(up);
 	if (!has_quota(up) || sent == 0)
 		return;
 	roll(&up->quota.hour_start, &up->quota.hour_count, HOUR, now);

@@ -184,11 +184,16 @@ static int cmd_route(const struct config *conf, struct queue *q, const char *rcp
 		    "relayd.conf has no route at all, mail waits in the queue");
 		return 1;
 	}
-	printf(": %s %s (%s:%d)\n", r->sender ? "route_sender" : "route", r->pattern, conf->path,
-	    r->line);
+	printf(": %s %s (%s:%d)\n", r->sender ? "route_sender" : "route", r->pattern,
+	    r->file ? r->file : conf->path, r->line);
 	for (size_t i = 0; i < r->nupstreams; i++) {
 		const struct conf_upstream *u = &conf->upstreams[r->upstreams[i]];
-		printf("  %zu. %s: %s:%u tls %s%s%s%s%s\n", i + 1, u->name, u->host, u->port,
+		char where[300];
+		if (u->direct)
+			snprintf(where, sizeof where, "the domain's MX hosts, port %u,", u->port);
+		else
+			snprintf(where, sizeof where, "%s:%u", u->host, u->port);
+		printf("  %zu. %s: %s tls %s%s%s%s%s\n", i + 1, u->name, where,
 		    tls_name(u->tls), u->tls != CONF_TLS_NONE && u->tls != CONF_TLS_MAY ?
 		    (u->verify ? ", verified" : ", not verified") : "",
 		    u->user ? ", user " : "", u->user ? u->user : "",

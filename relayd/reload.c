@@ -50,6 +50,8 @@ static const char *restart_only(const struct config *a, const struct config *b)
 		return "the AUTH backend";
 	if (a->max_clients != b->max_clients)
 		return "max_clients";
+	if (!same_str(a->resolver, b->resolver))
+		return "resolver";
 	return NULL;
 }
 

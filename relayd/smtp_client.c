@@ -111,8 +111,8 @@ void client_fail(struct smtp_client *c, int code, const char *dsn, const char *f
 		log_debug("upstream %s: %s: %s", up->conf->name, c->relay, why);
 	else
 		log_info("upstream %s: %s: %s", up->conf->name, c->relay[0] ? c->relay :
-		    up->conf->host, why);
-	char relay[300];
+		    up->domain ? up->domain : up->conf->host, why);
+	char relay[sizeof c->relay];
 	snprintf(relay, sizeof relay, "%s", c->relay[0] ? c->relay : "none");
 	int was_ready = c->state >= C_IDLE;
 	c->dead = 1;
@@ -278,12 +278,14 @@ static int start_tls(struct smtp_client *c, int fd)
 
 	if (!ssl)
 		return -1;
-	SSL_set_tlsext_host_name(ssl, u->host);
+	/* The name connected to: the upstream's host, or the MX host for direct. */
+	const char *host = c->targets ? c->targets[c->target].host : u->host;
+	SSL_set_tlsext_host_name(ssl, host);
 	if (u->verify && u->tls != CONF_TLS_MAY) {	/* may: encrypted, not authenticated */
-		int literal = inet_pton(AF_INET, u->host, &ip) == 1 ||
-		    inet_pton(AF_INET6, u->host, &ip) == 1;
-		if (literal ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), u->host) != 1 :
-		    SSL_set1_host(ssl, u->host) != 1) {
+		int literal = inet_pton(AF_INET, host, &ip) == 1 ||
+		    inet_pton(AF_INET6, host, &ip) == 1;
+		if (literal ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) != 1 :
+		    SSL_set1_host(ssl, host) != 1) {
 			SSL_free(ssl);
 			return -1;
 		}
@@ -478,8 +480,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		    what & BEV_EVENT_TIMEOUT ? "timed out" : evutil_socket_error_to_string(err));
 		snprintf(why, sizeof why, "connect to %s: %s", c->relay,
 		    what & BEV_EVENT_TIMEOUT ? "timed out" : evutil_socket_error_to_string(err));
-		if (c->addr && c->addr->ai_next) {
-			c->addr = c->addr->ai_next;
+		if (c->target + 1 < c->ntargets) {
+			c->target++;
 			try_connect(c);
 		} else {
 			client_fail(c, 451, "4.4.1", "%s", why);
@@ -498,17 +500,21 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 
 static void try_connect(struct smtp_client *c)
 {
-	const struct conf_upstream *u = c->up->conf;
+	const struct client_target *t = &c->targets[c->target];
+	const struct sockaddr *sa = (const struct sockaddr *)&t->addr;
 	char ip[INET6_ADDRSTRLEN] = "?";
-	const struct sockaddr *sa = c->addr->ai_addr;
+	unsigned port = 0;
 
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, ip,
-		    sizeof ip);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, ip,
-		    sizeof ip);
-	snprintf(c->relay, sizeof c->relay, "%s[%s]:%u", u->host, ip, u->port);
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+		port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+		port = ntohs(in6->sin6_port);
+	}
+	snprintf(c->relay, sizeof c->relay, "%s[%s]:%u", t->host, ip, port);
 	if (c->bev)
 		bufferevent_free(c->bev);
 	c->bev = bufferevent_socket_new(c->up->d->base, -1, BEV_OPT_CLOSE_ON_FREE);
@@ -520,10 +526,10 @@ static void try_connect(struct smtp_client *c)
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	c->state = C_CONNECT;
 	client_set_timeout(c, T_CONNECT(c));
-	if (bufferevent_socket_connect(c->bev, c->addr->ai_addr, (int)c->addr->ai_addrlen) < 0) {
+	if (bufferevent_socket_connect(c->bev, sa, (int)t->addrlen) < 0) {
 		int err = EVUTIL_SOCKET_ERROR();
-		if (c->addr->ai_next) {
-			c->addr = c->addr->ai_next;
+		if (c->target + 1 < c->ntargets) {
+			c->target++;
 			try_connect(c);
 			return;
 		}
@@ -532,25 +538,21 @@ static void try_connect(struct smtp_client *c)
 	}
 }
 
-static void resolved(int result, struct evutil_addrinfo *res, void *arg)
+static void resolved(void *arg, int code, const char *dsn, const char *why,
+    const struct client_target *targets, size_t n)
 {
-	struct dns_wait *w = arg;
-	struct smtp_client *c = w->c;
+	struct smtp_client *c = arg;
 
-	free(w);
-	if (!c) {
-		if (res)
-			evutil_freeaddrinfo(res);
-		return;
-	}
-	c->dns = NULL;
-	c->dns_req = NULL;
+	c->resolve = NULL;
 	hold(c);
-	if (result != 0 || !res) {
-		client_fail(c, 451, "4.4.3", "cannot resolve %s: %s", c->up->conf->host,
-		    evutil_gai_strerror(result));
+	if (code) {
+		client_fail(c, code, dsn, "%s", why);
+	} else if (!(c->targets = malloc(n * sizeof *targets))) {
+		client_fail(c, 451, "4.3.0", "out of memory");
 	} else {
-		c->addrs = c->addr = res;
+		memcpy(c->targets, targets, n * sizeof *targets);
+		c->ntargets = n;
+		c->target = 0;
 		try_connect(c);
 	}
 	let_go(c);
@@ -559,8 +561,6 @@ static void resolved(int result, struct evutil_addrinfo *res, void *arg)
 int smtp_client_open(struct upstream *up)
 {
 	struct smtp_client *c = calloc(1, sizeof *c);
-	struct evutil_addrinfo hints = { 0 };
-	char port[8];
 
 	if (!c)
 		return -1;
@@ -569,24 +569,10 @@ int smtp_client_open(struct upstream *up)
 	c->next_conn = up->conns;
 	up->conns = c;
 	c->state = C_RESOLVE;
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_protocol = IPPROTO_TCP;
-	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
-	snprintf(port, sizeof port, "%u", up->conf->port);
-	if (!(c->dns = calloc(1, sizeof *c->dns))) {
+	if (!(c->resolve = resolve_targets(up, resolved, c))) {
 		client_free(c);
 		return -1;
 	}
-	c->dns->c = c;
-	hold(c);
-	/* The callback may run before this returns (a literal address, /etc/hosts). */
-	struct dns_wait *w = c->dns;
-	struct evdns_getaddrinfo_request *req = evdns_getaddrinfo(up->d->dns, up->conf->host,
-	    port, &hints, resolved, w);
-	if (req && c->dns == w)
-		c->dns_req = req;
-	let_go(c);
 	return 0;
 }
 
@@ -674,13 +660,8 @@ static void client_free(struct smtp_client *c)
 			*p = c->next_conn;
 			break;
 		}
-	if (c->dns) {
-		c->dns->c = NULL;
-		if (c->dns_req)
-			evdns_getaddrinfo_cancel(c->dns_req);
-	}
-	if (c->addrs)
-		evutil_freeaddrinfo(c->addrs);
+	resolve_cancel(c->resolve);
+	free(c->targets);
 	if (c->bev)
 		bufferevent_free(c->bev);
 	if (c->idle_timer)

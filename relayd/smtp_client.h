@@ -13,6 +13,7 @@
 #include <event2/util.h>
 #include <stdint.h>
 
+#include "relayd/client_resolve.h"
 #include "relayd/delivery.h"
 #include "relayd/smtp_reply.h"
 
@@ -32,20 +33,16 @@ enum client_state {
 	C_AUTH, C_IDLE, C_MAIL, C_RCPT, C_DATA, C_BODY, C_DOT, C_RSET, C_QUIT,
 };
 
-struct dns_wait {
-	struct smtp_client *c;		/* NULL once the client is gone */
-};
-
 struct smtp_client {
 	struct upstream *up;
 	struct bufferevent *bev;
 	enum client_state state;
 	struct smtp_reply reply;
-	struct evutil_addrinfo *addrs, *addr;
-	struct dns_wait *dns;
-	struct evdns_getaddrinfo_request *dns_req;
+	struct resolve_req *resolve;	/* looking up where to connect */
+	struct client_target *targets;	/* where to connect, in order */
+	size_t ntargets, target;	/* and the one being tried */
 	struct event *idle_timer;
-	char relay[300];		/* "host[ip]:port" */
+	char relay[320];		/* "host[ip]:port" */
 	int tls;			/* TLS is up */
 	int esmtp, pipelining, starttls, dsn, eightbit, smtputf8, size;
 	uint64_t size_limit;		/* SIZE n; 0 = none given */

@@ -156,6 +156,7 @@ void tx_begin(struct smtp_client *c)
 	struct delivery_job *job = c->job;
 
 	snprintf(job->relay, sizeof job->relay, "%s", c->relay);
+	snprintf(job->mta, sizeof job->mta, "%s", c->targets[c->target].host);
 	job->t_ready = delivery_now();
 	job->dsn_passed = c->dsn;
 	if (c->size_limit && job->env->size > c->size_limit) {

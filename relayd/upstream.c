@@ -4,6 +4,7 @@
  * each reload; the sets a reload replaced stay until relayd ends, since
  * messages in flight still use them.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +77,9 @@ static int upstream_init(struct upstream *up, const struct config *conf,
 
 static void upstream_clear(struct upstream *up)
 {
-	SSL_CTX_free(up->tls);
+	if (!up->parent)
+		SSL_CTX_free(up->tls);	/* a child borrows its parent's */
+	free(up->domain);
 	if (up->password) {
 		explicit_bzero(up->password, strlen(up->password));
 		free(up->password);
@@ -95,13 +98,78 @@ int delivery_check(const struct config *conf, char *err, size_t errlen)
 	return 0;
 }
 
+static void child_free(struct upstream *child)
+{
+	smtp_client_free_all(child);
+	upstream_clear(child);
+	free(child);
+}
+
 void upstreams_free(struct upstream *ups, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
+		struct upstream *child;
+		while ((child = ups[i].children)) {
+			ups[i].children = child->next_child;
+			child_free(child);
+		}
 		smtp_client_free_all(&ups[i]);
 		upstream_clear(&ups[i]);
 	}
 	free(ups);
+}
+
+struct upstream *upstream_for(struct upstream *up, const char *rcpt)
+{
+	const char *at = strrchr(rcpt, '@');
+	char domain[256];
+	size_t len;
+	struct upstream *child;
+
+	if (!up->conf->direct)
+		return up;
+	snprintf(domain, sizeof domain, "%s", at ? at + 1 : "");
+	len = strlen(domain);
+	if (len > 0 && domain[len - 1] == '.')
+		domain[--len] = '\0';
+	for (char *c = domain; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	for (child = up->children; child; child = child->next_child)
+		if (strcmp(child->domain, domain) == 0)
+			return child;
+	if (!(child = calloc(1, sizeof *child)) || !(child->domain = strdup(domain))) {
+		free(child);
+		return up;	/* out of memory: the parent fails it, having no domain */
+	}
+	child->conf = up->conf;
+	child->d = up->d;
+	child->parent = up;
+	child->tls = up->tls;
+	child->next_child = up->children;
+	up->children = child;
+	return child;
+}
+
+/* Children nothing points to, with no connection and not marked down, go. */
+static void sweep_one(struct upstream *up, void *arg)
+{
+	double now = delivery_now();
+	(void)arg;
+	for (struct upstream **p = &up->children; *p; ) {
+		struct upstream *child = *p;
+		if (child->refs == 0 && child->nconn == 0 && !child->wait_head &&
+		    child->down_until <= now) {
+			*p = child->next_child;
+			child_free(child);
+		} else {
+			p = &child->next_child;
+		}
+	}
+}
+
+void upstreams_sweep(struct delivery *d)
+{
+	upstreams_each(d, sweep_one, NULL);
 }
 
 struct upstream *upstreams_new(struct delivery *d, const struct config *conf,
@@ -123,13 +191,21 @@ struct upstream *upstreams_new(struct delivery *d, const struct config *conf,
 	return ups;
 }
 
+/* fn on up, then on its children (fn may not free them). */
+static void each_one(struct upstream *up, void (*fn)(struct upstream *, void *), void *arg)
+{
+	fn(up, arg);
+	for (struct upstream *child = up->children; child; child = child->next_child)
+		fn(child, arg);
+}
+
 void upstreams_each(struct delivery *d, void (*fn)(struct upstream *, void *), void *arg)
 {
 	for (size_t i = 0; i < d->nupstreams; i++)
-		fn(&d->upstreams[i], arg);
+		each_one(&d->upstreams[i], fn, arg);
 	for (struct upstream_set *s = d->retired; s; s = s->older)
 		for (size_t i = 0; i < s->n; i++)
-			fn(&s->ups[i], arg);
+			each_one(&s->ups[i], fn, arg);
 }
 
 int delivery_reload(struct delivery *d, const struct config *conf, char *err, size_t errlen)

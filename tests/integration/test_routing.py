@@ -178,13 +178,13 @@ def test_failover_on_451_and_deferral_when_every_upstream_fails():
 
 @test
 def test_failover_on_gmail_550_5_7_1_instead_of_a_bounce():
-    with Upstream(rcpt_replies={"*": [GMAIL]}) as direct, Upstream() as relay:
-        text = conf([block("direct", direct.port, " failover_on 5.7.1\n"),
-                     block("relay", relay.port)], "route * direct relay\n")
+    with Upstream(rcpt_replies={"*": [GMAIL]}) as mx, Upstream() as relay:
+        text = conf([block("mx", mx.port, " failover_on 5.7.1\n"),
+                     block("relay", relay.port)], "route * mx relay\n")
         with running(extra=text) as r:
             qid = submit(r, ["bob@gmail.com"], BODY)
             removed(r, qid)
-            assert statuses(r, qid, "bob@gmail.com") == [("direct", "failover"),
+            assert statuses(r, qid, "bob@gmail.com") == [("mx", "failover"),
                                                           ("relay", "sent")]
             line = sent_line(r, qid, "bob@gmail.com")[0]
             assert "dsn=5.7.1" in line and "NotAuthorizedError" in line, line
@@ -194,14 +194,14 @@ def test_failover_on_gmail_550_5_7_1_instead_of_a_bounce():
 
 @test
 def test_a_5xx_without_failover_on_bounces_at_once():
-    with Upstream(rcpt_replies={"bob@gmail.com": [GMAIL]}) as direct, Upstream() as relay:
-        text = conf([block("direct", direct.port), block("relay", relay.port)],
-                    "route * direct relay\n")
+    with Upstream(rcpt_replies={"bob@gmail.com": [GMAIL]}) as mx, Upstream() as relay:
+        text = conf([block("mx", mx.port), block("relay", relay.port)],
+                    "route * mx relay\n")
         with running(extra=text) as r:
             qid = submit(r, ["bob@gmail.com"], BODY)
             removed(r, qid)
-            assert statuses(r, qid, "bob@gmail.com") == [("direct", "bounced")]
-            dsn = wait_for(lambda: [m for m in direct.messages() if m["mail_from"] == ""], 20,
+            assert statuses(r, qid, "bob@gmail.com") == [("mx", "bounced")]
+            dsn = wait_for(lambda: [m for m in mx.messages() if m["mail_from"] == ""], 20,
                            what="the DSN")[0]
             assert "Status: 5.7.1" in report_fields(dsn)
             assert [m for m in relay.messages() if m["mail_from"]] == []

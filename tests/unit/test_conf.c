@@ -490,6 +490,15 @@ static void test_errors(void)
 		  "t:1: retry_min: bad duration \"0\" (use 30s, 5m, 4h, 5d; at least 1s)" },
 		{ "upstream a {\n host h\n password_file /p\n}\n",
 		  "t:4: upstream \"a\": user and password_file go together" },
+		/* direct, routes_file, resolver */
+		{ "upstream direct {\n host h\n}\n", "t:3: upstream direct delivers to each "
+		  "domain's MX hosts: it takes no host, user or preset" },
+		{ "routes_file /nonexistent/smtproutes\n",
+		  "t:1: routes_file /nonexistent/smtproutes: No such file or directory" },
+		{ "resolver dns.example\n", "t:1: resolver: \"dns.example\" is not an "
+		  "address[:port] (127.0.0.1:5353, [::1]:53)" },
+		{ "resolver [::1]:0\n", "t:1: resolver: \"[::1]:0\" is not an "
+		  "address[:port] (127.0.0.1:5353, [::1]:53)" },
 		/* failover, senders, presets */
 		{ "upstream a {\n host h\n failover_on 6.0\n}\n",
 		  "t:3: failover_on: \"6.0\" is not an enhanced status code or prefix (5.7.1, 5.7, 4)" },
@@ -609,7 +618,13 @@ static int has_statement(const char *text, const char *w)
 static void test_sample_uncommented(void)
 {
 	FILE *f = fopen("relayd.conf.sample", "r");
-	char line[4096], err[256];
+	char line[4096], err[256], routes[] = "/tmp/relayd-sample-routes-XXXXXX", routes_line[100];
+	int fd = mkstemp(routes);
+
+	CHECK(fd >= 0 && write(fd, "caramail.com:213.186.33.9\n", 26) == 26);
+	if (fd >= 0)
+		close(fd);
+	snprintf(routes_line, sizeof routes_line, "routes_file %s\n", routes);
 	char *text = calloc(1, 1 << 16);
 	size_t used = 0;
 
@@ -618,6 +633,7 @@ static void test_sample_uncommented(void)
 		if (f)
 			fclose(f);
 		free(text);
+		unlink(routes);
 		return;
 	}
 	while (fgets(line, sizeof line, f)) {
@@ -626,6 +642,9 @@ static void test_sample_uncommented(void)
 		if (line[0] == '#' && line[1] != ' ' && line[1] != '\n' && line[1] != '#') {
 			s = line + 1;
 		}
+		/* The sample's smtproutes is qmail's path: a file of the same form stands in. */
+		if (strncmp(s, "routes_file ", 12) == 0)
+			s = routes_line;
 		size_t n = strlen(s);
 		if (used + n + 1 >= 1 << 16)
 			break;
@@ -643,13 +662,14 @@ static void test_sample_uncommented(void)
 		}
 	}
 	struct config *c = conf_parse("relayd.conf.sample", text, err, sizeof err);
+	unlink(routes);
 	CHECK(c != NULL);
 	if (c) {
 		CHECK_STR(c->hostname, "relay.example.com");
 		CHECK(c->nlisten == 3);
 		CHECK(c->nallow == 5);
-		CHECK(c->nupstreams == 2);
-		CHECK(c->nupstreams == 2 && c->upstreams[1].port == 2525 &&
+		CHECK(c->nupstreams == 4);	/* mailgun, backup, direct, the smtproutes relay */
+		CHECK(c->nupstreams == 4 && c->upstreams[1].port == 2525 &&
 		    strcmp(c->upstreams[1].host, "smtp.backup.example.net") == 0);
 		CHECK_STR(c->user, "relayd");
 	} else {

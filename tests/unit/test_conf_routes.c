@@ -3,7 +3,10 @@
  * retries, upstream failover keywords, provider presets.  (Errors in them
  * are rows of test_conf's test_errors.)
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conf/conf.h"
 #include "tests/unit/check.h"
@@ -45,12 +48,12 @@ static void test_routes_and_retries(void)
 static void test_failover_keywords(void)
 {
 	const char *text =
-	    "upstream direct {\n host [mx.example.net]\n tls may\n failover_on 5.7.1 5.7 4\n"
+	    "upstream mx {\n host [mx.example.net]\n tls may\n failover_on 5.7.1 5.7 4\n"
 	    " null_sender no\n envelope_from relay@example.com\n}\n"
 	    "upstream relay {\n host relay.example.net\n}\n"
-	    "route * direct relay\n"
+	    "route * mx relay\n"
 	    "route_sender shop.example.com relay\n"
-	    "route_sender Boss@Example.com relay direct\n";
+	    "route_sender Boss@Example.com relay mx\n";
 	struct config *c = parse_ok("t", text);
 
 	if (!c)
@@ -98,10 +101,59 @@ static void test_presets(void)
 	conf_free(c);
 }
 
+/* qmail's smtproutes, as its documentation writes it, beside relayd.conf's own routes. */
+static void test_routes_file(void)
+{
+	char path[] = "/tmp/relayd-smtproutes-XXXXXX";
+	int fd = mkstemp(path);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	fputs("# a comment\n"
+	    "caramail.com:213.186.33.9\n"
+	    ".caramail.com:[213.186.33.9]\n"
+	    "example.net:relay.example.net:2525  # a comment after\n"
+	    "\n"
+	    "example.org:\n"
+	    ":smarthost.example.com\n", f);
+	fclose(f);
+	char text[512];
+	snprintf(text, sizeof text, "routes_file %s\nroute gmail.com direct\n"
+	    "resolver 127.0.0.1:5353\ndirect_port 2525\n", path);
+	struct config *c = parse_ok("t", text);
+	unlink(path);
+	if (!c)
+		return;
+	CHECK(c->nroutes == 6);
+	CHECK_STR(c->resolver, "127.0.0.1:5353");
+	/* Upstreams: direct (made for gmail.com's route), then one per distinct relay. */
+	CHECK(c->nupstreams == 4);
+	if (c->nroutes == 6 && c->nupstreams == 4) {
+		const struct conf_upstream *u = &c->upstreams[c->routes[1].upstreams[0]];
+		CHECK_STR(c->routes[1].pattern, "caramail.com");
+		CHECK_STR(c->routes[1].file, path);
+		CHECK(c->routes[1].line == 2);
+		CHECK_STR(u->name, "213.186.33.9:25");
+		CHECK(u->anonymous && u->tls == CONF_TLS_MAY && u->port == 25);
+		CHECK(c->routes[2].upstreams[0] == c->routes[1].upstreams[0]);	/* shared */
+		u = &c->upstreams[c->routes[3].upstreams[0]];
+		CHECK_STR(u->host, "relay.example.net");
+		CHECK(u->port == 2525);
+		u = &c->upstreams[c->routes[4].upstreams[0]];
+		CHECK(u->direct && u->port == 2525 && u->tls == CONF_TLS_MAY);
+		CHECK_STR(c->routes[5].pattern, "*");
+		CHECK(c->routes[0].file == NULL && c->upstreams[c->routes[0].upstreams[0]].direct);
+	}
+	conf_free(c);
+}
+
 int main(void)
 {
 	TEST_CASE(test_routes_and_retries);
 	TEST_CASE(test_failover_keywords);
 	TEST_CASE(test_presets);
+	TEST_CASE(test_routes_file);
 	return check_exit();
 }
