@@ -1,7 +1,7 @@
 # relayd — build, test, install.  Read top to bottom; every dependency comes from pkg-config.
 
-PKGS    := libevent libevent_openssl libevent_pthreads openssl libsasl2 lmdb libcares
-DEB_BUILD_DEPS := build-essential pkg-config libevent-dev libssl-dev libsasl2-dev liblmdb-dev \
+PKGS    := libevent libevent_openssl libevent_pthreads openssl libsasl2 lmdb libcares libidn2
+DEB_BUILD_DEPS := build-essential pkg-config libevent-dev libssl-dev libsasl2-dev liblmdb-dev libidn2-dev \
                   libsasl2-modules libc-ares-dev
 # dnsmasq-base, not dnsmasq: the binary only, no system service taking port 53.
 DEB_TEST_DEPS  := swaks postfix python3 lmdb-utils sasl2-bin libsasl2-modules python3-aiosmtpd \

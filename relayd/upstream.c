@@ -4,7 +4,6 @@
  * each reload; the sets a reload replaced stay until relayd ends, since
  * messages in flight still use them.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include "relayd/delivery_internal.h"
 #include "relayd/log.h"
 #include "relayd/tls.h"
+#include "routes/routes.h"
 
 static SSL_CTX *client_ctx(const struct conf_upstream *u, char *err, size_t errlen)
 {
@@ -123,17 +123,13 @@ struct upstream *upstream_for(struct upstream *up, const char *rcpt)
 {
 	const char *at = strrchr(rcpt, '@');
 	char domain[256];
-	size_t len;
 	struct upstream *child;
 
 	if (!up->conf->direct)
 		return up;
-	snprintf(domain, sizeof domain, "%s", at ? at + 1 : "");
-	len = strlen(domain);
-	if (len > 0 && domain[len - 1] == '.')
-		domain[--len] = '\0';
-	for (char *c = domain; *c; c++)
-		*c = (char)tolower((unsigned char)*c);
+	/* DNS knows A-labels: an SMTPUTF8 recipient's U-label domain is converted. */
+	if (routes_domain_ascii(at ? at + 1 : "", domain, sizeof domain) < 0)
+		snprintf(domain, sizeof domain, "%s", at ? at + 1 : "");
 	for (child = up->children; child; child = child->next_child)
 		if (strcmp(child->domain, domain) == 0)
 			return child;

@@ -1,10 +1,12 @@
 /*
  * routes — which `route` or `route_sender` statement a message's recipient
- * falls under.  Domains compare without regard to case (RFC 5321 §2.4), a
- * trailing dot ignored; a sender address as a whole, also without case.
+ * falls under.  Domains compare in A-label form without regard to case (RFC
+ * 5321 §2.4), a trailing dot ignored; a sender address as a whole, also
+ * without case.
  */
 #include "routes/routes.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -23,17 +25,19 @@ static int domain_match(const char *pattern, const char *domain, size_t dlen, si
 }
 
 /* The best route of one kind for addr: an exact address (senders), an exact domain,
- * then the longest .parent; `*` into *star. */
+ * then the longest .parent; `*` into *star.  Domains compare in A-label form. */
 static const struct conf_route *best(const struct config *conf, int sender, const char *addr,
     const struct conf_route **star)
 {
 	const char *at = strrchr(addr, '@');
-	const char *domain = at ? at + 1 : "";
-	size_t dlen = strlen(domain), best_len = 0, len = 0;
+	char domain[256], ascii_addr[512];
+	size_t dlen, best_len = 0, len = 0;
 	const struct conf_route *exact = NULL, *parent = NULL;
 
-	if (dlen > 0 && domain[dlen - 1] == '.')
-		dlen--;
+	if (routes_domain_ascii(at ? at + 1 : "", domain, sizeof domain) < 0)
+		snprintf(domain, sizeof domain, "%s", at ? at + 1 : "");	/* as written */
+	dlen = strlen(domain);
+	snprintf(ascii_addr, sizeof ascii_addr, "%.*s@%s", at ? (int)(at - addr) : 0, addr, domain);
 	for (size_t i = 0; i < conf->nroutes; i++) {
 		const struct conf_route *r = &conf->routes[i];
 		if (r->sender != sender)
@@ -41,7 +45,7 @@ static const struct conf_route *best(const struct config *conf, int sender, cons
 		if (strcmp(r->pattern, "*") == 0) {
 			*star = r;
 		} else if (strchr(r->pattern, '@')) {
-			if (strcasecmp(r->pattern, addr) == 0)
+			if (strcasecmp(r->pattern, ascii_addr) == 0)
 				return r;
 		} else {
 			int m = domain_match(r->pattern, domain, dlen, &len);

@@ -17,4 +17,10 @@
 const struct conf_route *routes_find(const struct config *conf, const char *rcpt,
     const char *sender);
 
+/*
+ * domain as routes and DNS compare it: A-labels, lower case, no trailing
+ * dot.  0, or -1 when it is not a valid IDN or does not fit out.
+ */
+int routes_domain_ascii(const char *domain, char *out, size_t outlen);
+
 #endif

@@ -1,7 +1,7 @@
 /*
  * test_routes — which route a recipient takes: recipient routes (exact, then
  * the longest .parent), then sender routes (address, domain, .parent), then
- * `*`; case-insensitive, a trailing dot ignored.
+ * `*`; case-insensitive, a trailing dot ignored, U-labels as A-labels.
  */
 #include <stdio.h>
 #include <string.h>
@@ -21,7 +21,10 @@ static const char *conf_text =
     "route .deep.example.com b a\n"
     "route_sender shop.example.org b\n"
     "route_sender .example.org a\n"
-    "route_sender Boss@Example.net b a\n";
+    "route_sender Boss@Example.net b a\n"
+    "route xn--e1afmkfd.xn--p1ai b\n"		/* пример.рф */
+    "route .xn--p1ai a\n"				/* every domain under .рф */
+    "route_sender xn--mller-kva.example b\n";	/* müller.example */
 
 /* The pattern of the route found (a sender route is marked "s:"), or "none". */
 static const char *found(const struct config *c, const char *rcpt, const char *sender,
@@ -49,6 +52,12 @@ static void test_precedence(void)
 		{ "x@gmail.com", NULL, "*" },
 		{ "x@notexample.com", NULL, "*" },
 		{ "postmaster", NULL, "*" },
+		/* SMTPUTF8 addresses: U-labels match the A-labels relayd.conf is written in. */
+		{ "x@пример.рф", NULL, "xn--e1afmkfd.xn--p1ai" },
+		{ "x@ПРИМЕР.РФ", NULL, "xn--e1afmkfd.xn--p1ai" },
+		{ "x@почта.пример.рф", NULL, ".xn--p1ai" },
+		{ "x@gmail.com", "y@müller.example", "s:xn--mller-kva.example" },
+		{ "x@\xff\xfe.рф", NULL, "*" },	/* not UTF-8: as written, so only `*` */
 	};
 	char err[256], buf[300];
 	struct config *c = conf_parse("t", conf_text, err, sizeof err);
@@ -83,9 +92,29 @@ static void test_no_default(void)
 	conf_free(c);
 }
 
+static void test_domain_ascii(void)
+{
+	static const struct { const char *in, *want; } rows[] = {
+		{ "Example.COM.", "example.com" },
+		{ "пример.рф", "xn--e1afmkfd.xn--p1ai" },
+		{ "Bücher.Example", "xn--bcher-kva.example" },
+		{ "faß.de", "xn--fa-hia.de" },	/* non-transitional: ß stays */
+	};
+	char out[256];
+	for (size_t i = 0; i < NROWS(rows); i++) {
+		CHECK(routes_domain_ascii(rows[i].in, out, sizeof out) == 0);
+		if (strcmp(out, rows[i].want) != 0)
+			fprintf(stderr, "  %s: got %s, want %s\n", rows[i].in, out, rows[i].want);
+		CHECK(strcmp(out, rows[i].want) == 0);
+	}
+	CHECK(routes_domain_ascii("\xff\xfe.рф", out, sizeof out) < 0);
+	CHECK(routes_domain_ascii("example.com", out, 5) < 0);
+}
+
 int main(void)
 {
 	TEST_CASE(test_precedence);
 	TEST_CASE(test_no_default);
+	TEST_CASE(test_domain_ascii);
 	return check_exit();
 }
