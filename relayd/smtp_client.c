@@ -662,6 +662,8 @@ static void client_free(struct smtp_client *c)
 		}
 	resolve_cancel(c->resolve);
 	free(c->targets);
+	if (c->tls)
+		tls_close_notify(c->bev);
 	if (c->bev)
 		bufferevent_free(c->bev);
 	if (c->idle_timer)

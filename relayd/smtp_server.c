@@ -130,6 +130,7 @@ static void session_free(struct smtp_session *s)
 	free(s->accept_line);
 	smtp_auth_free(s);
 	event_free(s->deadline);
+	tls_close_notify(s->bev);
 	bufferevent_free(s->bev);
 	free(s);
 	server_session_gone(srv);

@@ -6,6 +6,9 @@
 #include "relayd/tls.h"
 
 #include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <stdio.h>
 #include <string.h>
@@ -98,4 +101,15 @@ unsigned tls_strength(SSL *ssl)
 {
 	const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
 	return c ? (unsigned)SSL_CIPHER_get_bits(c, NULL) : 0;
+}
+
+void tls_close_notify(struct bufferevent *bev)
+{
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+
+	if (!ssl || !SSL_is_init_finished(ssl) ||
+	    evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		return;
+	SSL_shutdown(ssl);	/* one non-blocking write of the alert; no wait for the peer's */
+	ERR_clear_error();
 }

@@ -24,5 +24,12 @@ void tls_describe(SSL *ssl, char *out, size_t outlen);
 unsigned tls_strength(SSL *ssl);
 /* The queued OpenSSL errors as one line (and the queue emptied). */
 void tls_errors(char *out, size_t outlen);
+struct bufferevent;
+/*
+ * Before freeing a TLS bufferevent: send close_notify (RFC 8446 §6.1) when
+ * the handshake is done and nothing is left to write, so the peer can tell
+ * an orderly end from a cut connection.  Best effort, never blocks.
+ */
+void tls_close_notify(struct bufferevent *bev);
 
 #endif

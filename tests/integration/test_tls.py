@@ -40,6 +40,20 @@ def test_starttls_is_offered_and_works_with_swaks():
 
 
 @test
+def test_session_ends_with_close_notify():
+    """After 221, relayd ends TLS with close_notify: openssl s_client sees an orderly
+    end ("closed", exit 0), not "unexpected eof while reading" (exit 1)."""
+    with running(extra=tls_conf()) as r:
+        p = subprocess.run(["openssl", "s_client", "-starttls", "smtp", "-connect",
+                            "127.0.0.1:%d" % r.port, "-CAfile", certs()["ca"], "-ign_eof",
+                            "-crlf"], input=b"EHLO client.test\nQUIT\n",
+                           capture_output=True, timeout=30)
+        err = p.stderr.decode(errors="replace")
+        assert p.returncode == 0 and "unexpected eof" not in err, err[-500:]
+        assert "221 " in p.stdout.decode(errors="replace")
+
+
+@test
 def test_no_starttls_without_certificate():
     with running() as r:
         c = Client(r.port)
