@@ -113,6 +113,8 @@ int conf_parse_count(const char *s, unsigned *out);
 int conf_parse_port(const char *s, unsigned *out);
 
 /* routes.c: the `route` statement, the end-of-file name check, and freeing. */
+/* `*`, example.com or .example.com (and, for senders, user@example.com but not `*`). */
+int conf_valid_route_pattern(const char *s, int sender);
 int conf_add_route(struct conf_parser *p, void *base, size_t offset, int argc, char **argv);
 /* A route from pattern to the named upstreams (file: a routes_file, or NULL); -1 after error. */
 int conf_new_route(struct conf_parser *p, struct config *conf, int sender, const char *pattern,

@@ -15,7 +15,7 @@
  * `*`, a domain (example.com), or every domain under one (.example.com); for
  * route_sender also an address (user@example.com), but not `*`.
  */
-static int valid_pattern(const char *s, int sender)
+int conf_valid_route_pattern(const char *s, int sender)
 {
 	const char *at = strrchr(s, '@');
 	size_t len = strlen(s);
@@ -26,7 +26,7 @@ static int valid_pattern(const char *s, int sender)
 		for (const char *c = s; c < at; c++)
 			if (*c <= ' ' || *c >= 127 || strchr("<>()[],;:\\\"@", *c))
 				return 0;
-		return at > s && at[1] != '.' && valid_pattern(at + 1, 0);
+		return at > s && at[1] != '.' && conf_valid_route_pattern(at + 1, 0);
 	}
 	if (len == 0 || len > 253 || s[len - 1] == '.' || (s[0] == '.' && len == 1))
 		return 0;
@@ -42,7 +42,7 @@ int conf_add_route(struct conf_parser *p, void *base, size_t offset, int argc, c
 	int sender = strcmp(p->keyword, "route_sender") == 0;
 
 	(void)offset;
-	if (!valid_pattern(argv[0], sender)) {
+	if (!conf_valid_route_pattern(argv[0], sender)) {
 		conf_error(p, sender ? "route_sender: bad sender \"%s\" (use user@example.com, "
 		    "example.com or .example.com)" : "route: bad domain \"%s\" (use *, "
 		    "example.com or .example.com)", argv[0]);

@@ -81,7 +81,7 @@ static int routes_line(struct conf_parser *p, struct config *conf, char *line, c
 	}
 	*colon = '\0';
 	const char *domain = line[0] ? line : "*", *relay = colon + 1;
-	if (strcmp(domain, "*") != 0 && !conf_valid_name(domain, ".-_", 253)) {
+	if (!conf_valid_route_pattern(domain, 0)) {
 		conf_error(p, "routes_file: bad domain \"%s\"", domain);
 		return -1;
 	}
@@ -109,7 +109,9 @@ static int routes_line(struct conf_parser *p, struct config *conf, char *line, c
 int conf_read_routes_file(struct conf_parser *p, struct config *conf)
 {
 	const char *file = conf->routes_file, *saved_name = p->name;
-	char line[ROUTES_LINE_MAX];
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
 	int rc = 0, saved_line = p->line;
 	FILE *f;
 
@@ -122,11 +124,10 @@ int conf_read_routes_file(struct conf_parser *p, struct config *conf)
 	}
 	p->name = file;		/* messages about a line point into the file */
 	p->line = 0;
-	while (rc == 0 && fgets(line, sizeof line, f)) {
+	while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
 		p->line++;
-		size_t len = strlen(line);
-		if (len == sizeof line - 1 && line[len - 1] != '\n') {
-			conf_error(p, "routes_file: line too long");
+		if (n > ROUTES_LINE_MAX || memchr(line, '\0', (size_t)n)) {
+			conf_error(p, "routes_file: line too long, or with a NUL byte");
 			rc = -1;
 			break;
 		}
@@ -135,7 +136,7 @@ int conf_read_routes_file(struct conf_parser *p, struct config *conf)
 			*hash = '\0';
 		while (*s == ' ' || *s == '\t')
 			s++;
-		len = strlen(s);
+		size_t len = strlen(s);
 		while (len > 0 && strchr(" \t\r\n", s[len - 1]))
 			s[--len] = '\0';
 		if (len > 0)
@@ -145,6 +146,7 @@ int conf_read_routes_file(struct conf_parser *p, struct config *conf)
 		conf_error(p, "routes_file %s: read error", file);
 		rc = -1;
 	}
+	free(line);
 	fclose(f);
 	if (rc == 0) {
 		p->name = saved_name;

@@ -176,6 +176,10 @@ struct resolve_req *resolve_targets(struct upstream *up, resolve_done_fn *done, 
 			answer(r, 451, "4.3.0", "out of memory");
 		return r;
 	}
+	if (up->conf->direct || !up->conf->host) {	/* never the local machine by mistake */
+		answer(r, 451, "4.3.0", "direct delivery without a destination domain");
+		return r;
+	}
 	struct evutil_addrinfo hints = { 0 };
 	char port[8];
 	hints.ai_family = AF_UNSPEC;

@@ -28,6 +28,13 @@ double delivery_now(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+double delivery_monotonic(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 struct delivery_job *upstream_next_job(struct upstream *up)
 {
 	struct delivery_job *job = up->wait_head;
@@ -41,8 +48,6 @@ struct delivery_job *upstream_next_job(struct upstream *up)
 void upstream_submit(struct upstream *up, struct delivery_job *job)
 {
 	job->t_created = delivery_now();
-	job->quota_up = quota_upstream(up);
-	job->quota_up->reserved += (unsigned)job->nrcpts;
 	if (up->idle) {
 		smtp_client_run(up->idle, job);
 		return;
@@ -52,13 +57,13 @@ void upstream_submit(struct upstream *up, struct delivery_job *job)
 	else
 		up->wait_head = job;
 	up->wait_tail = job;
-	if (up->nconn < up->conf->max_connections && smtp_client_open(up) < 0)
+	if (up->nconn < upstream_conn_limit(up) && smtp_client_open(up) < 0)
 		log_warn("upstream %s: cannot open a connection: out of memory", up->conf->name);
 }
 
 void upstream_slot_free(struct upstream *up)
 {
-	if (up->wait_head && !up->d->stopping && up->nconn < up->conf->max_connections &&
+	if (up->wait_head && !up->d->stopping && up->nconn < upstream_conn_limit(up) &&
 	    smtp_client_open(up) < 0)
 		log_warn("upstream %s: cannot open a connection: out of memory", up->conf->name);
 }
@@ -107,12 +112,12 @@ struct delivery_job *msg_job(struct delivery_msg *m, struct upstream *up, int fr
 	job->msg = m;
 	job->env = m->env;
 	job->up = up;
-	up->refs++;	/* a direct child lives while jobs point to it */
 	job->rcpts = calloc(m->env->nrcpts, sizeof *job->rcpts);
 	if (!job->rcpts) {
 		free(job);
 		return NULL;
 	}
+	up->refs++;	/* a direct child lives while jobs point to it */
 	m->jobs[m->njobs++] = job;
 	return job;
 }
@@ -131,7 +136,6 @@ static int start_message(struct delivery *d, const char *id, int64_t due)
 	m->d = d;
 	memcpy(m->id, id, sizeof m->id);
 	m->due = due;
-	m->ups = d->upstreams;	/* its routes index these, whatever a reload does meanwhile */
 	if (!(m->env = queue_load(d->queue, id))) {
 		/* Deleted meanwhile (the entry goes), or damaged (relayctl shows it; it stays). */
 		log_warn("%s: scheduled but cannot be loaded: gone, or damaged", id);
@@ -140,6 +144,8 @@ static int start_message(struct delivery *d, const char *id, int64_t due)
 		free(m);
 		return -1;
 	}
+	m->ups = d->upstreams;	/* its routes index these, whatever a reload does meanwhile */
+	d->refs++;
 	/* A recipient without a way out is decided at once, in a job of no upstream. */
 	struct upstream none = { 0 };
 	for (size_t i = 0; i < m->env->nrcpts; i++) {
@@ -149,8 +155,9 @@ static int start_message(struct delivery *d, const char *id, int64_t due)
 		const struct conf_route *route = routes_find(d->conf, r->addr, m->env->sender);
 		int64_t retry_at = 0;
 		int hop = route ? route_hop(m, route, 0, i, 1, &retry_at) : -1;
-		struct delivery_job *job = msg_job(m, hop >= 0 ?
-		    upstream_for(&m->ups[route->upstreams[hop]], r->addr) : &none, 0);
+		struct upstream *up = hop >= 0 ? upstream_for(&m->ups[route->upstreams[hop]],
+		    r->addr) : &none;
+		struct delivery_job *job = up ? msg_job(m, up, 0) : NULL;
 		if (!job) {
 			msg_free(m);
 			return -1;
@@ -159,6 +166,8 @@ static int start_message(struct delivery *d, const char *id, int64_t due)
 		jr->index = i;
 		jr->route = route;
 		jr->hop = hop >= 0 ? (size_t)hop : 0;
+		if (hop >= 0)
+			job_reserve(job);
 		if (hop == -2) {
 			char when[40];
 			struct tm tm;
@@ -267,6 +276,12 @@ static void stop_one(struct upstream *up, void *arg)
 	smtp_client_stop(up, 0);
 }
 
+static void gc_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	upstreams_gc(arg);
+}
+
 static void quota_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
@@ -321,7 +336,8 @@ int delivery_start(struct delivery *d, struct queue *q)
 		d->dns = evdns_base_new(d->base, 0);	/* no resolv.conf: /etc/hosts and literals */
 	d->timer = evtimer_new(d->base, timer_cb, d);
 	d->quota_timer = evtimer_new(d->base, quota_cb, d);
-	if (!d->dns || !d->timer || !d->quota_timer)
+	d->gc = evtimer_new(d->base, gc_cb, d);
+	if (!d->dns || !d->timer || !d->quota_timer || !d->gc)
 		return -1;
 	quota_load(d);
 	if (d->conf->nroutes == 0)
@@ -379,6 +395,8 @@ void delivery_free(struct delivery *d)
 		event_free(d->timer);
 	if (d->quota_timer)
 		event_free(d->quota_timer);
+	if (d->gc)
+		event_free(d->gc);
 	if (d->dns)
 		evdns_base_free(d->dns, 1);
 	mx_resolver_free(d->mx);

@@ -41,8 +41,11 @@ struct upstream {
 	unsigned reserved;		/* recipients out to it and not back: counted against quota */
 	int quota_dirty;		/* quota changed since it was last written */
 	struct upstream *successor;	/* retired by a reload: the new one of the same name */
-	double down_until;		/* after failed connections: passed over until then */
+	double down_until;		/* after failed connections: passed over until then
+					 * (delivery_monotonic) */
 	unsigned down_count;		/* failures in a row: the hold-off grows with it */
+	unsigned cap;			/* refused a connection while cap were open: at most */
+	double cap_until;		/* that many until then */
 	char down_why[256];
 	struct delivery_job *wait_head, *wait_tail;	/* jobs no connection has yet */
 	struct smtp_client *idle;	/* connections waiting for a job */
@@ -63,6 +66,8 @@ struct job_rcpt {
 	char dsn[16];
 	char *text;			/* the whole reply, or relayd's own reason */
 	int accepted;			/* RCPT got 2xx */
+	int uncertain;			/* the data went out, the answer did not come: the
+					 * upstream may have it, so no failover (a duplicate) */
 	int64_t retry_at;		/* deferred: not before this (quota windows), or 0 */
 };
 
@@ -85,6 +90,7 @@ struct delivery_job {
 struct upstream_set {
 	struct upstream *ups;
 	size_t n;
+	unsigned refs;			/* messages in flight that route with it */
 	struct upstream_set *older;
 };
 
@@ -96,7 +102,9 @@ struct delivery {
 	struct queue *queue;
 	struct upstream *upstreams;	/* one per conf->upstreams */
 	size_t nupstreams;
-	struct upstream_set *retired;	/* from before reloads, freed at the end */
+	unsigned refs;			/* messages in flight that route with upstreams */
+	struct upstream_set *retired;	/* from before reloads, freed once unused */
+	struct event *gc;		/* frees unused retired sets, from the loop */
 	struct delivery_msg *active;	/* messages in flight */
 	size_t nactive;
 	struct event *timer;		/* the next due time, or a kick; the stop deadline */
@@ -146,6 +154,10 @@ void delivery_job_done(struct delivery_job *job);
  */
 void upstream_failed(struct upstream *up, int code, const char *dsn, const char *why,
     const char *relay);
+/* A connection of up failed while others were open: fewer connections for a while. */
+void upstream_fewer(struct upstream *up, const char *why);
+/* How many connections up may have now (max_connections, or fewer after refusals). */
+unsigned upstream_conn_limit(const struct upstream *up);
 /* A connection of up got ready: it is not down (any more). */
 void upstream_ready(struct upstream *up);
 /* A connection of up has closed: waiting work may open another. */
@@ -159,7 +171,9 @@ void smtp_client_stop(struct upstream *up, int now);
 /* delivery_free: every connection goes, whatever it was doing. */
 void smtp_client_free_all(struct upstream *up);
 
-/* Log line helpers. */
+/* Wall-clock seconds (log lines, the queue's times). */
 double delivery_now(void);
+/* Seconds that never jump with the clock (hold-offs). */
+double delivery_monotonic(void);
 
 #endif

@@ -44,10 +44,15 @@ struct upstream *upstreams_new(struct delivery *d, const struct config *conf,
     const struct upstream *old, size_t nold, char *err, size_t errlen);
 /* Close every connection of the set, then free it. */
 void upstreams_free(struct upstream *ups, size_t n);
-/* up itself, or for `direct` the child upstream of rcpt's domain (made on first use). */
+/* up itself, or for `direct` the child upstream of rcpt's domain (made on first use);
+ * NULL without memory. */
 struct upstream *upstream_for(struct upstream *up, const char *rcpt);
 /* Free the direct children nothing uses any more (called with each scan). */
 void upstreams_sweep(struct delivery *d);
+/* A message routing with ups is done with it; an unused retired set is freed soon. */
+void upstreams_release(struct delivery *d, struct upstream *ups);
+/* Free the retired sets nothing uses (from the loop). */
+void upstreams_gc(struct delivery *d);
 /* fn on every upstream (and direct child): the current ones and those a reload retired. */
 void upstreams_each(struct delivery *d, void (*fn)(struct upstream *, void *), void *arg);
 
@@ -65,6 +70,8 @@ struct upstream *quota_upstream(struct upstream *up);
 void quota_count(struct upstream *up, unsigned sent);
 /* The counters from the queue (at start), and the changed ones back (timer, stop). */
 void quota_load(struct delivery *d);
+/* After a reload: counters of upstreams whose name the previous set did not have. */
+void quota_load_new(struct delivery *d);
 void quota_save(struct delivery *d);
 
 /* failover.c */
@@ -80,6 +87,8 @@ int route_hop(struct delivery_msg *m, const struct conf_route *route, size_t fro
 /* job is back: recipients it failed that their route can take further go to the
  * next upstream now (JOB_MOVED here, with a log line of their own). */
 void failover(struct delivery_msg *m, struct delivery_job *job);
+/* One more recipient of job counts against its upstream's quota until the job is back. */
+void job_reserve(struct delivery_job *job);
 /* A job recipient without an answer gets 451 4.4.0, so it can be logged and decided. */
 void job_rcpt_settle(struct job_rcpt *jr);
 

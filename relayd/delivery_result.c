@@ -63,6 +63,8 @@ void msg_free(struct delivery_msg *m)
 		free(m->lines[i]);
 	free(m->lines);
 	queue_envelope_free(m->env);
+	if (m->ups)
+		upstreams_release(m->d, m->ups);
 	free(m);
 }
 
@@ -99,24 +101,39 @@ static const char *one_line(const char *text, char *out, size_t outlen)
 	return log_escape(out, outlen, flat, n);
 }
 
+/* Seconds as Postfix writes them: two significant digits, no exponent, 0 below 0.01. */
+static const char *secs(double v, char *buf, size_t len)
+{
+	if (v < 0.01)
+		snprintf(buf, len, "0");
+	else if (v < 10)
+		snprintf(buf, len, "%.2g", v);
+	else
+		snprintf(buf, len, "%.0f", v);
+	return buf;
+}
+
 void log_attempt(struct delivery_msg *m, const struct delivery_job *job,
     const struct job_rcpt *jr, const char *status, double now)
 {
 	const struct queue_envelope *env = m->env;
-	char reply[2048], addr[600];
+	char reply[2048], addr[600], t[5][24];
 	double arrival = (double)env->arrival;
+	/* a: in the queue before this try; b: waiting for a connection; c: its setup; d: the
+	 * transaction. */
 	double a = job->t_created - arrival, b = job->t_assigned - job->t_created;
 	double c = job->t_ready > job->t_assigned ? job->t_ready - job->t_assigned :
 	    job->t_done - job->t_assigned, d = job->t_ready > 0 && job->t_done > job->t_ready ?
 	    job->t_done - job->t_ready : 0;
 
-	msg_log(m, "%s: to=<%s>, relay=%s, upstream=%s, delay=%.2g, delays=%.2g/%.2g/%.2g/%.2g, "
+	msg_log(m, "%s: to=<%s>, relay=%s, upstream=%s, delay=%s, delays=%s/%s/%s/%s, "
 	    "dsn=%s, status=%s (%s)", m->id,
 	    log_escape(addr, sizeof addr, env->rcpts[jr->index].addr,
 	    strlen(env->rcpts[jr->index].addr)),
 	    job->relay[0] ? job->relay : "none", job->up ? job->up->conf->name : "none",
-	    now - arrival, a < 0 ? 0 : a, b < 0 ? 0 : b, c < 0 ? 0 : c, d, jr->dsn, status,
-	    one_line(jr->text, reply, sizeof reply));
+	    secs(now - arrival, t[0], sizeof t[0]), secs(a, t[1], sizeof t[1]),
+	    secs(b, t[2], sizeof t[2]), secs(c, t[3], sizeof t[3]), secs(d, t[4], sizeof t[4]),
+	    jr->dsn, status, one_line(jr->text, reply, sizeof reply));
 }
 
 /* When stopping, the last message out of flight says so. */
@@ -182,7 +199,8 @@ static void msg_finish(struct delivery_msg *m)
 		for (size_t i = 0; i < m->jobs[j]->nrcpts; i++)
 			decided += m->jobs[j]->rcpts[i].code != JOB_UNDECIDED &&
 			    m->jobs[j]->rcpts[i].code != JOB_MOVED;
-	if (m->njobs > 0 && decided == 0) {	/* stopped before anything happened */
+	if (m->njobs > 0 && decided == 0) {	/* stopped before anything was decided */
+		msg_flush_log(m);	/* failovers that happened still get their lines */
 		msg_done(d, m);
 		return;
 	}

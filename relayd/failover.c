@@ -34,7 +34,7 @@ static int is_down(const struct upstream *up, double now)
 
 void upstream_ready(struct upstream *up)
 {
-	if (up->down_count && !is_down(up, delivery_now()))
+	if (up->down_count && !is_down(up, delivery_monotonic()))
 		log_info("upstream %s%s%s: up again", up->conf->name, up->domain ? " for " : "",
 		    up->domain ? up->domain : "");
 	up->down_count = 0;
@@ -44,7 +44,7 @@ void upstream_ready(struct upstream *up)
 /* A connection failed before it was ready: the upstream is down for a while. */
 static void mark_down(struct upstream *up, const char *why)
 {
-	double now = delivery_now();
+	double now = delivery_monotonic();
 	if (is_down(up, now))
 		return;		/* its other connections failing too: one failure */
 	unsigned hold = DOWN_HOLD_MIN;
@@ -59,12 +59,34 @@ static void mark_down(struct upstream *up, const char *why)
 	    up->domain ? " for " : "", up->domain ? up->domain : "", hold, why);
 }
 
+#define CAP_HOLD 60			/* seconds an upstream gets fewer connections */
+
+void upstream_fewer(struct upstream *up, const char *why)
+{
+	unsigned open = up->nconn > 1 ? up->nconn - 1 : 1;	/* the others */
+	if (delivery_monotonic() < up->cap_until && up->cap <= open)
+		return;
+	up->cap = open;
+	up->cap_until = delivery_monotonic() + CAP_HOLD;
+	log_info("upstream %s%s%s: at most %u connection(s) for %ds: %s", up->conf->name,
+	    up->domain ? " for " : "", up->domain ? up->domain : "", open, CAP_HOLD, why);
+}
+
+unsigned upstream_conn_limit(const struct upstream *up)
+{
+	unsigned limit = up->conf->max_connections;
+	if (delivery_monotonic() < up->cap_until && up->cap < limit)
+		limit = up->cap;
+	return limit;
+}
+
 void upstream_failed(struct upstream *up, int code, const char *dsn, const char *why,
     const char *relay)
 {
 	struct delivery_job *job;
 
-	mark_down(up, why);
+	if (code / 100 != 5)	/* a null MX or no such domain is no outage */
+		mark_down(up, why);
 	while ((job = upstream_next_job(up))) {
 		for (size_t i = 0; i < job->nrcpts; i++) {
 			struct job_rcpt *r = &job->rcpts[i];
@@ -87,7 +109,7 @@ static int takes(const struct delivery_msg *m, const struct upstream *up)
 
 /* The log line of a recipient passed over an upstream (down, or over its quota). */
 static void log_passed_over(struct delivery_msg *m, struct upstream *up, size_t index,
-    double now, const char *why)
+    double now, double mono, const char *why)
 {
 	char text[400];
 	struct delivery_job job = { .msg = m, .env = m->env, .up = up, .t_created = now,
@@ -100,7 +122,7 @@ static void log_passed_over(struct delivery_msg *m, struct upstream *up, size_t 
 		snprintf(text, sizeof text, "%s", why);
 	} else {
 		snprintf(text, sizeof text, "upstream marked down for %.0fs more: %s",
-		    up->down_until - now, up->down_why);
+		    up->down_until - mono, up->down_why);
 	}
 	log_attempt(m, &job, &jr, "failover", now);
 }
@@ -109,7 +131,7 @@ int route_hop(struct delivery_msg *m, const struct conf_route *route, size_t fro
     size_t index, int log, int64_t *retry_at)
 {
 	struct upstream *ups = m->ups;
-	double now = delivery_now();
+	double now = delivery_now(), mono = delivery_monotonic();
 	int64_t until, first_open = -1;
 	int last = -1, any = 0;
 	char why[200];
@@ -119,7 +141,7 @@ int route_hop(struct delivery_msg *m, const struct conf_route *route, size_t fro
 
 	for (size_t h = from; h < route->nupstreams; h++) {
 		struct upstream *up = upstream_for(&ups[route->upstreams[h]], rcpt);
-		if (!takes(m, up))
+		if (!up || !takes(m, up))
 			continue;
 		any = 1;
 		if (!quota_full(up, (int64_t)now, &until, why, sizeof why))
@@ -134,13 +156,13 @@ int route_hop(struct delivery_msg *m, const struct conf_route *route, size_t fro
 	}
 	for (size_t h = from; h < (size_t)last; h++) {
 		struct upstream *up = upstream_for(&ups[route->upstreams[h]], rcpt);
-		if (!takes(m, up))
+		if (!up || !takes(m, up))
 			continue;
 		int full = quota_full(up, (int64_t)now, &until, why, sizeof why);
-		if (!full && !is_down(up, now))
+		if (!full && !is_down(up, mono))
 			return (int)h;
 		if (log)
-			log_passed_over(m, up, index, now, full ? why : NULL);
+			log_passed_over(m, up, index, now, mono, full ? why : NULL);
 	}
 	return last;
 }
@@ -159,9 +181,17 @@ static int failover_code(const struct conf_upstream *u, const char *dsn)
 static int fails_over(const struct delivery_job *job, const struct job_rcpt *jr)
 {
 	int code = jr->code == 0 ? 451 : jr->code;
-	if (jr->code == JOB_UNDECIDED || jr->code == JOB_MOVED || !jr->route || !job->up)
+	if (jr->code == JOB_UNDECIDED || jr->code == JOB_MOVED || !jr->route || !job->up ||
+	    jr->uncertain)
 		return 0;
 	return code / 100 == 4 || (code / 100 == 5 && failover_code(job->up->conf, jr->dsn));
+}
+
+void job_reserve(struct delivery_job *job)
+{
+	if (!job->quota_up)
+		job->quota_up = quota_upstream(job->up);
+	job->quota_up->reserved++;
 }
 
 /* job's recipients are back from its upstream: no longer reserved, the sent ones counted. */
@@ -180,8 +210,7 @@ static void job_back(struct delivery_job *job)
 void failover(struct delivery_msg *m, struct delivery_job *job)
 {
 	struct delivery *d = m->d;
-	struct delivery_job *fresh[16];
-	size_t nfresh = 0;
+	size_t first = m->njobs;	/* jobs made here: m->jobs[first…] */
 	double now = delivery_now();
 
 	job_back(job);
@@ -192,33 +221,36 @@ void failover(struct delivery_msg *m, struct delivery_job *job)
 		int64_t retry_at = 0;
 		if (!fails_over(job, jr))
 			continue;
-		int ahead = route_hop(m, jr->route, jr->hop + 1, jr->index, 0, &retry_at);
-		if (ahead == -2 && jr->code / 100 != 5)
-			jr->retry_at = retry_at;	/* the others are over quota: wait for them */
-		if (ahead < 0)
+		int hop = route_hop(m, jr->route, jr->hop + 1, jr->index, 0, &retry_at);
+		if (hop == -2) {	/* the rest of the route is over quota: wait for it */
+			jr->retry_at = retry_at;
+			if (jr->code / 100 == 5) {	/* a failover_on code: not a bounce yet */
+				jr->code = 451;
+				jr->dsn[0] = '4';
+			}
+		}
+		if (hop < 0)
 			continue;
-		job_rcpt_settle(jr);
-		log_attempt(m, job, jr, "failover", now);
-		int hop = route_hop(m, jr->route, jr->hop + 1, jr->index, 1, &retry_at);
 		struct upstream *up = upstream_for(&m->ups[jr->route->upstreams[hop]],
 		    m->env->rcpts[jr->index].addr);
 		struct delivery_job *next = NULL;
-		for (size_t j = 0; j < nfresh && !next; j++)
-			if (fresh[j]->up == up)
-				next = fresh[j];
-		if (!next && nfresh < sizeof fresh / sizeof fresh[0] &&
-		    (next = msg_job(m, up, 1)))
-			fresh[nfresh++] = next;
-		if (!next)
-			continue;	/* out of memory: decided here after all */
+		for (size_t j = first; j < m->njobs && !next; j++)
+			if (m->jobs[j]->up == up)
+				next = m->jobs[j];
+		if (!up || (!next && !(next = msg_job(m, up, 1))))
+			continue;	/* out of memory: decided on this upstream after all */
+		job_rcpt_settle(jr);
+		log_attempt(m, job, jr, "failover", now);
+		route_hop(m, jr->route, jr->hop + 1, jr->index, 1, &retry_at);	/* its log lines */
 		struct job_rcpt *moved = &next->rcpts[next->nrcpts++];
 		moved->index = jr->index;
 		moved->route = jr->route;
 		moved->hop = (size_t)hop;
+		job_reserve(next);
 		jr->code = JOB_MOVED;
 	}
-	for (size_t j = 0; j < nfresh; j++) {
+	for (size_t j = first, n = m->njobs; j < n; j++) {
 		m->jobs_left++;
-		upstream_submit(fresh[j]->up, fresh[j]);
+		upstream_submit(m->jobs[j]->up, m->jobs[j]);
 	}
 }

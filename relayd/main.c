@@ -58,7 +58,7 @@ static int make_dirs(const char *path)
 	return mkdir(buf, 0700) < 0 && errno != EEXIST ? -1 : 0;
 }
 
-/* The queue path made absolute, so leaving the working directory cannot move it. */
+/* A path made absolute, so leaving the working directory (daemon) cannot move it. */
 static char *absolute_path(const char *path)
 {
 	char cwd[PATH_MAX], *out;
@@ -162,8 +162,21 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage();
+	/*
+	 * Until the event loop's handlers are in place (server_run), HUP, TERM and
+	 * INT wait: logrotate's HUP during start-up would otherwise kill relayd.
+	 * Threads started meanwhile inherit the mask, so signals reach this one.
+	 */
+	server_signals_hold(1);
+	/* Absolute, so that a reload after daemonizing (chdir /) finds the same file. */
+	char *conf_path = absolute_path(path);
+	if (!conf_path) {
+		fprintf(stderr, "relayd: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
 
-	struct config *conf = conf_load(path, err, sizeof err);
+	struct config *conf = conf_load(conf_path, err, sizeof err);
+	free(conf_path);
 	if (!conf) {
 		fprintf(stderr, "relayd: %s\n", err);
 		return 1;

@@ -106,12 +106,27 @@ void quota_count(struct upstream *up, unsigned sent)
 		evtimer_add(up->d->quota_timer, &second);
 }
 
+static void load_one(struct delivery *d, struct upstream *up)
+{
+	if (has_quota(up) && queue_counter_get(d->queue, up->conf->name, &up->quota) < 0)
+		log_warn("upstream %s: cannot read its quota counters: starting from 0",
+		    up->conf->name);
+}
+
 void quota_load(struct delivery *d)
+{
+	for (size_t i = 0; i < d->nupstreams; i++)
+		load_one(d, &d->upstreams[i]);
+}
+
+void quota_load_new(struct delivery *d)
 {
 	for (size_t i = 0; i < d->nupstreams; i++) {
 		struct upstream *up = &d->upstreams[i];
-		if (has_quota(up) && queue_counter_get(d->queue, up->conf->name, &up->quota) < 0)
-			log_warn("upstream %s: cannot read its quota counters: starting from 0",
-			    up->conf->name);
+		int inherited = 0;
+		for (size_t j = 0; d->retired && j < d->retired->n; j++)
+			inherited |= d->retired->ups[j].successor == up;
+		if (!inherited && d->queue)
+			load_one(d, up);
 	}
 }

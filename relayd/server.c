@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,6 +144,11 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *srv = arg;
 	(void)what;
+	if (sig == SIGUSR1) {	/* logrotate: the file only */
+		log_reopen();
+		log_info("SIGUSR1: log file reopened");
+		return;
+	}
 	if (sig == SIGHUP) {
 		log_reopen();
 		log_info("SIGHUP: log file reopened, reading the configuration again");
@@ -181,9 +187,20 @@ static void auth_cb(evutil_socket_t fd, short what, void *arg)
 	auth_worker_dispatch(srv->auth_worker);
 }
 
+void server_signals_hold(int hold)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(hold ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}
+
 int server_run(struct server *srv, struct queue *queue)
 {
-	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
 
 	srv->queue = queue;
 	srv->queue_event = event_new(srv->base, queue_notify_fd(queue), EV_READ | EV_PERSIST,
@@ -196,12 +213,13 @@ int server_run(struct server *srv, struct queue *queue)
 		if (!srv->auth_event || event_add(srv->auth_event, NULL) < 0)
 			return -1;
 	}
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < 4; i++) {
 		srv->signals[i] = evsignal_new(srv->base, sigs[i], signal_cb, srv);
 		if (!srv->signals[i] || evsignal_add(srv->signals[i], NULL) < 0)
 			return -1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	server_signals_hold(0);	/* held since start-up: pending ones arrive now */
 	if (srv->delivery && delivery_start(srv->delivery, queue) < 0)
 		return -1;
 	listeners_enable(srv, 1);
@@ -222,7 +240,7 @@ void server_free(struct server *srv)
 		event_free(srv->auth_event);
 	if (srv->accept_pause)
 		event_free(srv->accept_pause);
-	for (size_t i = 0; i < 3; i++)
+	for (size_t i = 0; i < 4; i++)
 		if (srv->signals[i])
 			event_free(srv->signals[i]);
 }

@@ -46,12 +46,18 @@ struct server {
 	int stopping;
 	struct event *queue_event;
 	struct event *accept_pause;	/* re-enables accepting after EMFILE */
-	struct event *signals[3];
+	struct event *signals[4];
 };
 
 /* Bind every `listen` address (before privileges are dropped); 0, or -1 with err. */
 int server_bind(struct server *srv, const struct config *conf, struct event_base *base,
     char *err, size_t errlen);
+/*
+ * 1: hold HUP, TERM, INT and USR1 (from the start of main, so a signal during
+ * start-up waits instead of killing relayd); 0: let them in (server_run,
+ * once the loop handles them).  Threads started meanwhile inherit the hold.
+ */
+void server_signals_hold(int hold);
 /* Attach the open queue and signals, then run the loop until a graceful stop. */
 int server_run(struct server *srv, struct queue *queue);
 void server_free(struct server *srv);

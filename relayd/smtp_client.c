@@ -27,6 +27,7 @@
 #include "relayd/tls.h"
 
 static void client_free(struct smtp_client *c);
+static void try_connect(struct smtp_client *c);
 
 /* For "lost connection …" and "timed out …": where the conversation was. */
 static const char *state_what(enum client_state s)
@@ -98,6 +99,43 @@ void client_finish_job(struct smtp_client *c, int code, const char *dsn, const c
  * The connection is unusable: its job and, when no other connection is
  * left, everything waiting for this upstream are deferred with why.
  */
+static int others_live(const struct smtp_client *c)
+{
+	for (const struct smtp_client *o = c->up->conns; o; o = o->next_conn)
+		if (o != c && !o->dead)
+			return 1;
+	return 0;
+}
+
+/*
+ * Before the connection is ready, another address may do better: the next
+ * MX host (RFC 5321 §5.1) for direct; the next address of a host that did
+ * not greet; for `tls may`, the same host again without STARTTLS when the
+ * handshake failed (RFC 7435).  1 when a new attempt is under way.
+ */
+static int retry_elsewhere(struct smtp_client *c, const char *why)
+{
+	const struct conf_upstream *u = c->up->conf;
+	int plain = c->state == C_HANDSHAKE && u->tls == CONF_TLS_MAY && !c->no_starttls;
+	int next = c->target + 1 < c->ntargets && (c->up->parent || c->state == C_GREETING);
+
+	if (c->state < C_CONNECT || c->state >= C_IDLE || c->dead || (!plain && !next))
+		return 0;
+	log_info("upstream %s: %s: %s; %s", u->name, c->relay, why, plain ?
+	    "trying again without TLS" : "trying the next address");
+	if (plain)
+		c->no_starttls = 1;
+	else
+		c->target++;
+	c->tls = 0;
+	c->auth_started = 0;
+	auth_client_free(c->sasl);
+	c->sasl = NULL;
+	smtp_reply_reset(&c->reply);
+	try_connect(c);
+	return 1;
+}
+
 void client_fail(struct smtp_client *c, int code, const char *dsn, const char *fmt, ...)
 {
 	char why[SMTP_REPLY_TEXT_MAX + 128];
@@ -107,6 +145,8 @@ void client_fail(struct smtp_client *c, int code, const char *dsn, const char *f
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof why, fmt, ap);
 	va_end(ap);
+	if (retry_elsewhere(c, why))
+		return;
 	if (!c->job && c->state == C_IDLE)
 		log_debug("upstream %s: %s: %s", up->conf->name, c->relay, why);
 	else
@@ -117,9 +157,14 @@ void client_fail(struct smtp_client *c, int code, const char *dsn, const char *f
 	int was_ready = c->state >= C_IDLE;
 	c->dead = 1;
 	client_finish_job(c, code, dsn, why);
-	/* A connection that never got ready says the upstream is down for now. */
-	if (!was_ready)
+	/*
+	 * A connection that never got ready says the upstream is down for now —
+	 * unless others of it are up or coming: then it only had too many.
+	 */
+	if (!was_ready && !others_live(c))
 		upstream_failed(up, code, dsn, why, relay);
+	else if (!was_ready)
+		upstream_fewer(up, why);
 	client_free(c);
 }
 
@@ -227,7 +272,7 @@ static void after_ehlo(struct smtp_client *c)
 {
 	const struct conf_upstream *u = c->up->conf;
 
-	if (u->tls == CONF_TLS_MAY && !c->tls && c->starttls) {
+	if (u->tls == CONF_TLS_MAY && !c->tls && c->starttls && !c->no_starttls) {
 		c->state = C_STARTTLS;	/* opportunistic: offered, so taken */
 		client_set_timeout(c, T_COMMAND(c));
 		client_send(c, "STARTTLS");
@@ -435,7 +480,13 @@ static void write_cb(struct bufferevent *bev, void *arg)
 	let_go(c);
 }
 
-static void try_connect(struct smtp_client *c);
+/* The data went out and no answer came: the upstream may have the message. */
+static void no_answer_after_dot(struct smtp_client *c)
+{
+	if (c->job && c->state == C_DOT)
+		for (size_t i = 0; i < c->job->nrcpts; i++)
+			c->job->rcpts[i].uncertain = c->job->rcpts[i].accepted;
+}
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -489,8 +540,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	} else if (c->state == C_QUIT || (c->state == C_IDLE && !c->job)) {
 		client_free(c);		/* nothing was waiting for it */
 	} else if (what & BEV_EVENT_TIMEOUT) {
+		no_answer_after_dot(c);
 		client_fail(c, 421, "4.4.2", "conversation timed out %s", state_what(c->state));
 	} else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		no_answer_after_dot(c);
 		client_fail(c, 421, "4.4.2", "lost connection %s", state_what(c->state));
 	}
 	let_go(c);
@@ -569,6 +622,7 @@ int smtp_client_open(struct upstream *up)
 	c->next_conn = up->conns;
 	up->conns = c;
 	c->state = C_RESOLVE;
+	c->t_opened = delivery_now();
 	if (!(c->resolve = resolve_targets(up, resolved, c))) {
 		client_free(c);
 		return -1;
@@ -603,7 +657,10 @@ void smtp_client_run(struct smtp_client *c, struct delivery_job *job)
 	unidle(c);
 	if (job) {
 		c->job = job;
-		job->t_assigned = job->t_assigned ? job->t_assigned : delivery_now();
+		/* Its wait ends where its connection's setup began (Postfix's b and c). */
+		if (!job->t_assigned)
+			job->t_assigned = c->t_opened > job->t_created ? c->t_opened :
+			    job->t_created;
 		tx_begin(c);
 		return;
 	}

@@ -43,7 +43,9 @@ struct smtp_client {
 	size_t ntargets, target;	/* and the one being tried */
 	struct event *idle_timer;
 	char relay[320];		/* "host[ip]:port" */
+	double t_opened;		/* when it began (delays= c: connection setup) */
 	int tls;			/* TLS is up */
+	int no_starttls;		/* tls may, after a failed handshake: plaintext */
 	int esmtp, pipelining, starttls, dsn, eightbit, smtputf8, size;
 	uint64_t size_limit;		/* SIZE n; 0 = none given */
 	char auth_mechs[256];		/* EHLO AUTH words */

@@ -90,6 +90,16 @@ void tx_pump_body(struct smtp_client *c)
 /* ---- transaction ------------------------------------------------------- */
 
 /* ORCPT and ENVID are stored as received (xtext): passed on unchanged. */
+/*
+ * DSN parameters go on when the upstream offers DSN (RFC 3461 §5) — but not
+ * when envelope_from replaced the sender: the upstream's reports would go to
+ * the account, so relayd reports to the real sender itself.
+ */
+static int dsn_on(const struct smtp_client *c)
+{
+	return c->dsn && !(c->job->env->sender[0] && c->up->conf->envelope_from);
+}
+
 static void send_mail(struct smtp_client *c)
 {
 	const struct queue_envelope *env = c->job->env;
@@ -106,9 +116,9 @@ static void send_mail(struct smtp_client *c)
 		evbuffer_add_printf(out, " BODY=8BITMIME");
 	if (c->smtputf8 && env->smtputf8)
 		evbuffer_add_printf(out, " SMTPUTF8");
-	if (c->dsn && env->ret != QUEUE_RET_NONE)
+	if (dsn_on(c) && env->ret != QUEUE_RET_NONE)
 		evbuffer_add_printf(out, " RET=%s", env->ret == QUEUE_RET_FULL ? "FULL" : "HDRS");
-	if (c->dsn && env->envid)
+	if (dsn_on(c) && env->envid)
 		evbuffer_add_printf(out, " ENVID=%s", env->envid);
 	evbuffer_add(out, "\r\n", 2);
 }
@@ -119,7 +129,7 @@ static void send_rcpt(struct smtp_client *c, size_t i)
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
 	evbuffer_add_printf(out, "RCPT TO:<%s>", r->addr);
-	if (c->dsn && r->notify) {
+	if (dsn_on(c) && r->notify) {
 		char list[32];
 		snprintf(list, sizeof list, "%s%s%s%s",
 		    r->notify & QUEUE_NOTIFY_NEVER ? ",NEVER" : "",
@@ -128,7 +138,7 @@ static void send_rcpt(struct smtp_client *c, size_t i)
 		    r->notify & QUEUE_NOTIFY_DELAY ? ",DELAY" : "");
 		evbuffer_add_printf(out, " NOTIFY=%s", list + 1);
 	}
-	if (c->dsn && r->orcpt)
+	if (dsn_on(c) && r->orcpt)
 		evbuffer_add_printf(out, " ORCPT=%s", r->orcpt);
 	evbuffer_add(out, "\r\n", 2);
 }
@@ -158,7 +168,7 @@ void tx_begin(struct smtp_client *c)
 	snprintf(job->relay, sizeof job->relay, "%s", c->relay);
 	snprintf(job->mta, sizeof job->mta, "%s", c->targets[c->target].host);
 	job->t_ready = delivery_now();
-	job->dsn_passed = c->dsn;
+	job->dsn_passed = dsn_on(c);
 	if (c->size_limit && job->env->size > c->size_limit) {
 		char why[160];
 		snprintf(why, sizeof why, "message size %llu exceeds the upstream's limit of %llu "

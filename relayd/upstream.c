@@ -27,6 +27,8 @@ static SSL_CTX *client_ctx(const struct conf_upstream *u, char *err, size_t errl
 	/* tls may is opportunistic (RFC 7435): any certificate is better than plaintext. */
 	SSL_CTX_set_verify(ctx, u->verify && u->tls != CONF_TLS_MAY ? SSL_VERIFY_PEER :
 	    SSL_VERIFY_NONE, NULL);
+	if (!u->verify || u->tls == CONF_TLS_MAY)
+		return ctx;	/* never verified: no CA store (it costs about a megabyte) */
 	if (u->ca_file ? SSL_CTX_load_verify_locations(ctx, u->ca_file, NULL) != 1 :
 	    SSL_CTX_set_default_verify_paths(ctx) != 1) {
 		tls_errors(why, sizeof why);
@@ -135,7 +137,7 @@ struct upstream *upstream_for(struct upstream *up, const char *rcpt)
 			return child;
 	if (!(child = calloc(1, sizeof *child)) || !(child->domain = strdup(domain))) {
 		free(child);
-		return up;	/* out of memory: the parent fails it, having no domain */
+		return NULL;
 	}
 	child->conf = up->conf;
 	child->d = up->d;
@@ -146,15 +148,18 @@ struct upstream *upstream_for(struct upstream *up, const char *rcpt)
 	return child;
 }
 
-/* Children nothing points to, with no connection and not marked down, go. */
+/* A domain that was down is remembered this long after, so its hold-off can grow. */
+#define DOWN_MEMORY 3600
+
+/* Children nothing points to, with no connection, not (lately) down, go. */
 static void sweep_one(struct upstream *up, void *arg)
 {
-	double now = delivery_now();
+	double now = delivery_monotonic();
 	(void)arg;
 	for (struct upstream **p = &up->children; *p; ) {
 		struct upstream *child = *p;
 		if (child->refs == 0 && child->nconn == 0 && !child->wait_head &&
-		    child->down_until <= now) {
+		    (child->down_count == 0 || child->down_until + DOWN_MEMORY <= now)) {
 			*p = child->next_child;
 			child_free(child);
 		} else {
@@ -204,11 +209,69 @@ void upstreams_each(struct delivery *d, void (*fn)(struct upstream *, void *), v
 			each_one(&s->ups[i], fn, arg);
 }
 
+/* Upstreams of older sets that pointed into s point past it. */
+static void unlink_successors(struct delivery *d, const struct upstream_set *s)
+{
+	for (struct upstream_set *o = d->retired; o; o = o->older)
+		for (size_t i = 0; i < o->n; i++) {
+			struct upstream *up = &o->ups[i];
+			while (up->successor && up->successor >= s->ups &&
+			    up->successor < s->ups + s->n)
+				up->successor = up->successor->successor;
+		}
+}
+
+/* Jobs of newer messages whose quota reservation sits in s move it on. */
+static void move_reservations(struct delivery *d, const struct upstream_set *s)
+{
+	for (struct delivery_msg *m = d->active; m; m = m->next)
+		for (size_t j = 0; j < m->njobs; j++) {
+			struct delivery_job *job = m->jobs[j];
+			struct upstream *q = job->quota_up;
+			if (!q || q < s->ups || q >= s->ups + s->n)
+				continue;
+			job->quota_up = q->successor;
+			if (q->successor)
+				q->successor->reserved += (unsigned)job->nrcpts;
+		}
+}
+
+/* From the loop (never inside a connection's callback): retired sets nothing uses go. */
+void upstreams_gc(struct delivery *d)
+{
+	for (struct upstream_set **p = &d->retired; *p; ) {
+		struct upstream_set *s = *p;
+		if (s->refs > 0) {
+			p = &s->older;
+			continue;
+		}
+		*p = s->older;
+		unlink_successors(d, s);
+		move_reservations(d, s);
+		upstreams_free(s->ups, s->n);
+		free(s);
+	}
+}
+
+void upstreams_release(struct delivery *d, struct upstream *ups)
+{
+	struct timeval now = { 0, 0 };
+
+	if (ups == d->upstreams) {
+		d->refs--;
+		return;
+	}
+	for (struct upstream_set *s = d->retired; s; s = s->older)
+		if (s->ups == ups && --s->refs == 0 && d->gc)
+			evtimer_add(d->gc, &now);
+}
+
 int delivery_reload(struct delivery *d, const struct config *conf, char *err, size_t errlen)
 {
 	struct upstream_set *old = calloc(1, sizeof *old);
 	struct upstream *ups = old ? upstreams_new(d, conf, d->upstreams, d->nupstreams, err,
 	    errlen) : NULL;
+	struct timeval now = { 0, 0 };
 
 	if (!ups) {
 		if (!old)
@@ -226,11 +289,16 @@ int delivery_reload(struct delivery *d, const struct config *conf, char *err, si
 			}
 	old->ups = d->upstreams;
 	old->n = d->nupstreams;
+	old->refs = d->refs;
 	old->older = d->retired;
 	d->retired = old;
 	d->upstreams = ups;
 	d->nupstreams = conf->nupstreams;
+	d->refs = 0;
 	d->conf = conf;
+	quota_load_new(d);	/* a name not seen before: its counts from the queue */
+	if (old->refs == 0 && d->gc)
+		evtimer_add(d->gc, &now);
 	delivery_kick(d);	/* mail waiting for a route may have one now */
 	return 0;
 }

@@ -50,6 +50,25 @@ def test_direct_tries_mx_hosts_in_preference_order():
 
 
 @test
+def test_direct_goes_to_the_next_mx_when_the_first_will_not_talk():
+    with Upstream() as mx2:
+        with Upstream(address="127.0.0.2", port=mx2.port,
+                      greeting_reply=["421 4.3.2 busy"]) as mx1, \
+                Dns(mx=[("example.test", "mx1.example.test", 10),
+                        ("example.test", "mx2.example.test", 20)],
+                    hosts=[("mx1.example.test", "127.0.0.2"),
+                           ("mx2.example.test", "127.0.0.1")]) as dns:
+            with running(extra=direct_conf(dns, mx2.port, "route * direct\n")) as r:
+                qid = submit(r, ["bob@example.test"], BODY)
+                removed(r, qid)
+                line = sent_line(r, qid, "bob@example.test")[0]
+                assert "relay=mx2.example.test[127.0.0.1]" in line, line
+                assert "status=sent" in line, line
+                assert "trying the next address" in r.log_text()
+                assert mx1.messages() == []
+
+
+@test
 def test_direct_without_mx_uses_the_domain_itself():
     with Upstream() as mx, Dns(**zone()) as dns:
         with running(extra=direct_conf(dns, mx.port, "route * direct\n")) as r:

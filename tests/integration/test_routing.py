@@ -177,6 +177,49 @@ def test_failover_on_451_and_deferral_when_every_upstream_fails():
 
 
 @test
+def test_no_failover_when_the_data_went_out_and_no_answer_came():
+    # a may have the message: sending it through b too would deliver it twice.
+    with Upstream(drop_after_data=True) as a, Upstream() as b:
+        text = conf([block("a", a.port), block("b", b.port)], "route * a b\n")
+        with running(extra=text) as r:
+            qid = submit(r, ["x@example.com"], BODY)
+            line = wait_for(lambda: sent_line(r, qid, "x@example.com"), 20, what="a try")[0]
+            assert "upstream=a" in line and "status=deferred" in line, line
+            assert "may have the message" in line, line
+            assert b.messages() == []
+
+
+@test
+def test_quota_is_counted_per_recipient_within_one_message():
+    with Upstream() as a, Upstream() as b:
+        text = conf([block("a", a.port, " max_per_hour 2\n"), block("b", b.port)],
+                    "route * a b\n")
+        with running(extra=text) as r:
+            rcpts = ["r%d@example.com" % i for i in range(5)]
+            removed(r, submit(r, rcpts, BODY))
+            assert len(a.messages()[0]["rcpt_tos"]) == 2, a.messages()
+            assert len(b.messages()[0]["rcpt_tos"]) == 3, b.messages()
+
+
+@test
+def test_a_refused_extra_connection_only_lowers_the_concurrency():
+    # The second connection is turned away while the first is busy: the waiting
+    # message goes over the first one afterwards, without a deferral.
+    with Upstream(greeting_reply=["DEFAULT", "421 4.7.0 too many connections", "DEFAULT"],
+                  delay={"DOT": 1}) as a:
+        text = conf([block("a", a.port, " max_connections 2\n")], "route * a\n")
+        with running(extra=text) as r:
+            q1 = submit(r, ["x@example.com"], BODY)
+            q2 = submit(r, ["y@example.com"], BODY)
+            removed(r, q1)
+            removed(r, q2)
+            for q, rcpt in ((q1, "x@example.com"), (q2, "y@example.com")):
+                assert statuses(r, q, rcpt) == [("a", "sent")], sent_line(r, q, rcpt)
+            assert "at most 1 connection(s)" in r.log_text()
+            assert "marked down" not in r.log_text()
+
+
+@test
 def test_failover_on_gmail_550_5_7_1_instead_of_a_bounce():
     with Upstream(rcpt_replies={"*": [GMAIL]}) as mx, Upstream() as relay:
         text = conf([block("mx", mx.port, " failover_on 5.7.1\n"),
@@ -228,14 +271,25 @@ def test_null_sender_no_sends_bounces_through_the_next_upstream():
 
 @test
 def test_envelope_from_rewrites_mail_from_only():
-    with Upstream() as gmail:
+    with Upstream(dsn=True) as gmail:
         text = conf([block("gmail", gmail.port, " envelope_from login@gmail.example\n")],
                     "route * gmail\n")
         with running(extra=text) as r:
-            removed(r, submit(r, ["x@example.com"], BODY, sender="alice@relay.test"))
-            m = gmail.messages()[0]
+            qid = submit(r, [("x@example.com", "NOTIFY=SUCCESS")], BODY,
+                         sender="alice@relay.test", mail_params="RET=HDRS ENVID=e1")
+            removed(r, qid)
+            m = [m for m in gmail.messages() if m["mail_from"]][0]
             assert m["mail_from"] == "login@gmail.example", m
             assert b"From: alice@relay.test" in m["data"], m["data"][:200]
+            # Its reports would go to the account: relayd keeps DSN to itself, and tells
+            # the real sender that the message was relayed.
+            assert m["mail_options"] == [] or all(not o.startswith(("RET", "ENVID"))
+                                                  for o in m["mail_options"]), m
+            assert m["rcpt_options"] == [[]], m
+            dsn = wait_for(lambda: [d for d in gmail.messages() if d["mail_from"] == ""], 20,
+                           what="the relayed report")[0]
+            assert dsn["rcpt_tos"] == ["alice@relay.test"], dsn
+            assert "Action: relayed" in report_fields(dsn)
 
 
 @test

@@ -373,6 +373,15 @@ def test_sighup_reopens_the_log_file():
 
 
 @test
+def test_sigusr1_reopens_the_log_file_without_a_reload():
+    with running() as r:
+        os.rename(r.log, r.log + ".1")
+        r.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: os.path.exists(r.log) and "SIGUSR1" in r.log_text(), what="new log")
+        assert "reload" not in r.log_text()
+
+
+@test
 def test_half_closed_client_still_gets_its_250():
     with running() as r:
         c = Client(r.port)

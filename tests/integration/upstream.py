@@ -28,6 +28,8 @@ Options (JSON-able keyword arguments of Upstream; all optional):
   drop_after_data close the connection after the final dot without answering
   delay          seconds before each reply, or {"MAIL": s, "RCPT": s, "DOT": s (the end of
                  DATA), "GREETING": s, "*": s (any other command)}
+  address        the loopback address to listen on (default 127.0.0.1; e.g. 127.0.0.2 for a
+                 second MX host on the same port)
   hostname       banner/EHLO name (default upstream.test); ehlo_extra: extra EHLO keywords,
                  e.g. ["PIPELINING"]; timeout: idle timeout (default 300); debug: log dialogue
 A reply is a string or a list of strings used in turn (counters live as long as the process,
@@ -67,7 +69,8 @@ HERE = os.path.abspath(__file__)
 
 OPTIONS = {"tls", "cert", "key", "require_tls", "auth", "size", "dsn", "rcpt_replies",
            "mail_reply", "mail_replies", "data_reply", "greeting_reply", "command_replies",
-           "drop_after_data", "delay", "hostname", "ehlo_extra", "timeout", "debug", "ident"}
+           "drop_after_data", "delay", "hostname", "ehlo_extra", "timeout", "debug", "ident",
+           "address"}
 
 _REC_NAME = re.compile(r"^(\d+)\.json$")
 
@@ -665,11 +668,13 @@ def serve(config_path):
     asyncio.set_event_loop(loop)
     kwargs["loop"] = loop
     server = loop.run_until_complete(loop.create_server(
-        lambda: UpstreamSMTP(**kwargs), "127.0.0.1", int(cfg.get("port") or 0),
+        lambda: UpstreamSMTP(**kwargs), cfg.get("address") or "127.0.0.1",
+        int(cfg.get("port") or 0),
         ssl=ctx if implicit else None))
     port = server.sockets[0].getsockname()[1]
     _write_atomic(os.path.join(d, "upstream.port"), "%d\n" % port)
-    print("upstream[%d] listening on 127.0.0.1:%d (tls %s)" % (os.getpid(), port, mode), flush=True)
+    print("upstream[%d] listening on %s:%d (tls %s)" % (os.getpid(), cfg.get("address") or
+          "127.0.0.1", port, mode), flush=True)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, loop.stop)
