@@ -321,5 +321,6 @@ void conf_free(struct config *conf)
 	conf_free_routes(conf);
 	free(conf->routes_file);
 	free(conf->resolver);
+	conf_free_hints(conf);
 	free(conf);
 }

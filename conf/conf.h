@@ -80,6 +80,13 @@ struct conf_route {
 	int line;
 };
 
+/* One hints_file row: a reply whose code starts with code and whose text has words. */
+struct conf_hint {
+	char *code;			/* "5.7.1", "5.7"; NULL: any */
+	char *words;			/* NULL: any */
+	char *hint;
+};
+
 enum conf_log_target { CONF_LOG_STDERR, CONF_LOG_SYSLOG, CONF_LOG_FILE };
 
 struct config {
@@ -123,6 +130,9 @@ struct config {
 	char *resolver;			/* DNS server for direct delivery, "addr[:port]"; NULL:
 					 * /etc/resolv.conf */
 	unsigned direct_port;		/* port of MX hosts for direct delivery, default 25 */
+	char *hints_file;		/* the site's own hints, or NULL */
+	struct conf_hint *hints;
+	size_t nhints;
 };
 
 /*

@@ -121,6 +121,17 @@ int conf_new_route(struct conf_parser *p, struct config *conf, int sender, const
     char **names, size_t nnames, const char *file);
 int conf_check_routes(struct conf_parser *p, struct config *conf);
 
+/* lines.c: a line file (routes_file, hints_file) for the keyword being closed: fn
+ * gets each trimmed, non-blank line without its comment; -1 after conf_error(). */
+#define CONF_FILE_LINE_MAX 1024
+typedef int conf_line_fn(struct conf_parser *p, struct config *conf, char *line);
+int conf_read_lines(struct conf_parser *p, struct config *conf, const char *file,
+    int comments_anywhere, conf_line_fn *fn);
+
+/* hints_file.c: the site's hints, read at the end of relayd.conf; and freeing them. */
+int conf_read_hints_file(struct conf_parser *p, struct config *conf);
+void conf_free_hints(struct config *conf);
+
 /* routes_file.c: the qmail smtproutes file, read at the end of relayd.conf. */
 int conf_read_routes_file(struct conf_parser *p, struct config *conf);
 void conf_free_routes(struct config *conf);

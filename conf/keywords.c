@@ -388,6 +388,7 @@ static const struct conf_keyword conf_top_keywords[] = {
 	{ "routes_file", conf_set_path, offsetof(struct config, routes_file), 1, 1, CONF_ONCE },
 	{ "resolver", conf_set_resolver, offsetof(struct config, resolver), 1, 1, CONF_ONCE },
 	{ "direct_port", conf_set_port, offsetof(struct config, direct_port), 1, 1, CONF_ONCE },
+	{ "hints_file", conf_set_path, offsetof(struct config, hints_file), 1, 1, CONF_ONCE },
 };
 
 _Static_assert(sizeof conf_top_keywords / sizeof conf_top_keywords[0] <= CONF_KEYWORDS_MAX,
@@ -466,7 +467,8 @@ static int conf_close_top(struct conf_parser *p, void *base)
 	if (!conf->auth_mechanisms && conf_store_string(p, &conf->auth_mechanisms,
 	    "PLAIN LOGIN") < 0)
 		return -1;
-	if (conf_check_tls_auth(p, conf) < 0 || conf_read_routes_file(p, conf) < 0 ||
+	if (conf_check_tls_auth(p, conf) < 0 || conf_read_hints_file(p, conf) < 0 ||
+	    conf_read_routes_file(p, conf) < 0 ||
 	    conf_check_routes(p, conf) < 0)
 		return -1;
 	for (size_t i = 0; i < conf->nupstreams; i++)

@@ -14,13 +14,10 @@
  */
 #include "conf/internal.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#define ROUTES_LINE_MAX 1024
 
 /* "host[:port]" or "[addr][:port]" into host and port (25 when absent); -1 when malformed. */
 static int parse_relay(const char *s, char *host, size_t hostlen, unsigned *port)
@@ -106,51 +103,15 @@ static int routes_line(struct conf_parser *p, struct config *conf, char *line, c
 	return conf_new_route(p, conf, 0, domain, names, 1, file);
 }
 
+static int routes_file_line(struct conf_parser *p, struct config *conf, char *line)
+{
+	return routes_line(p, conf, line, conf->routes_file);
+}
+
 int conf_read_routes_file(struct conf_parser *p, struct config *conf)
 {
-	const char *file = conf->routes_file, *saved_name = p->name;
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	int rc = 0, saved_line = p->line;
-	FILE *f;
-
-	if (!file)
+	if (!conf->routes_file)
 		return 0;
-	if (!(f = fopen(file, "r"))) {
-		p->line = conf_seen(p, "routes_file");
-		conf_error(p, "routes_file %s: %s", file, strerror(errno));
-		return -1;
-	}
-	p->name = file;		/* messages about a line point into the file */
-	p->line = 0;
-	while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
-		p->line++;
-		if (n > ROUTES_LINE_MAX || memchr(line, '\0', (size_t)n)) {
-			conf_error(p, "routes_file: line too long, or with a NUL byte");
-			rc = -1;
-			break;
-		}
-		char *s = line, *hash = strchr(line, '#');
-		if (hash)
-			*hash = '\0';
-		while (*s == ' ' || *s == '\t')
-			s++;
-		size_t len = strlen(s);
-		while (len > 0 && strchr(" \t\r\n", s[len - 1]))
-			s[--len] = '\0';
-		if (len > 0)
-			rc = routes_line(p, conf, s, file);
-	}
-	if (rc == 0 && ferror(f)) {
-		conf_error(p, "routes_file %s: read error", file);
-		rc = -1;
-	}
-	free(line);
-	fclose(f);
-	if (rc == 0) {
-		p->name = saved_name;
-		p->line = saved_line;
-	}
-	return rc;
+	p->keyword = "routes_file";
+	return conf_read_lines(p, conf, conf->routes_file, 1, routes_file_line);
 }

@@ -338,7 +338,22 @@ static const char *const action_words[] = {
  * "<addr>: host H said: REPLY", each further line of the reply on its own
  * line; or "<addr>: REASON"; or both, when relayd gave up after a reply.
  */
+static void text_rcpt_reply(struct report *r, struct evbuffer *out,
+    const struct bounce_rcpt *b);
+
+/* A recipient's paragraph, and the hint about it on a line of its own. */
 static void text_rcpt(struct report *r, struct evbuffer *out, const struct bounce_rcpt *b)
+{
+	text_rcpt_reply(r, out, b);
+	if (b->hint) {
+		line_raw(r, TEXT_INDENT "Hint: ");
+		line_str(r, b->hint);
+		line_end(r, out, TEXT_INDENT);
+	}
+}
+
+static void text_rcpt_reply(struct report *r, struct evbuffer *out,
+    const struct bounce_rcpt *b)
 {
 	const char *reply = b->diagnostic && *b->diagnostic ? b->diagnostic : NULL;
 

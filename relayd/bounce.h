@@ -32,6 +32,7 @@ struct bounce_rcpt {
 	const char *reason;		/* relayd's own words, alone or before the
 					 * diagnostic ("delivery time expired ...") */
 	int64_t last_attempt;		/* unix seconds, 0 when never tried */
+	const char *hint;		/* what it usually means (hints.c), or NULL */
 };
 
 /*

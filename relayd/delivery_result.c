@@ -13,6 +13,7 @@
 
 #include "relayd/bounce.h"
 #include "relayd/delivery_internal.h"
+#include "relayd/hints.h"
 #include "relayd/log.h"
 
 void msg_log(struct delivery_msg *m, const char *fmt, ...)
@@ -126,14 +127,16 @@ void log_attempt(struct delivery_msg *m, const struct delivery_job *job,
 	    job->t_done - job->t_assigned, d = job->t_ready > 0 && job->t_done > job->t_ready ?
 	    job->t_done - job->t_ready : 0;
 
+	const char *hint = jr->code / 100 == 2 ? NULL : hint_for(m->d->conf, jr->dsn, jr->text);
 	msg_log(m, "%s: to=<%s>, relay=%s, upstream=%s, delay=%s, delays=%s/%s/%s/%s, "
-	    "dsn=%s, status=%s (%s)", m->id,
+	    "dsn=%s, status=%s (%s)%s%s%s", m->id,
 	    log_escape(addr, sizeof addr, env->rcpts[jr->index].addr,
 	    strlen(env->rcpts[jr->index].addr)),
 	    job->relay[0] ? job->relay : "none", job->up ? job->up->conf->name : "none",
 	    secs(now - arrival, t[0], sizeof t[0]), secs(a, t[1], sizeof t[1]),
 	    secs(b, t[2], sizeof t[2]), secs(c, t[3], sizeof t[3]), secs(d, t[4], sizeof t[4]),
-	    jr->dsn, status, one_line(jr->text, reply, sizeof reply));
+	    jr->dsn, status, one_line(jr->text, reply, sizeof reply), hint ? " hint=\"" : "",
+	    hint ? hint : "", hint ? "\"" : "");
 }
 
 /* When stopping, the last message out of flight says so. */
@@ -261,6 +264,7 @@ static void msg_finish(struct delivery_msg *m)
 				b->reason = expired ? "delivery time expired (queue_lifetime)" :
 				    r->last_relay ? NULL : r->last_reply;
 				b->last_attempt = inow;
+				b->hint = hint_for(conf, jr->dsn, jr->text);
 			}
 		}
 	}
@@ -280,7 +284,8 @@ static void msg_finish(struct delivery_msg *m)
 			br[nbr++] = (struct bounce_rcpt){ .rcpt = r, .action = BOUNCE_DELAYED,
 			    .status = "4.4.7", .diagnostic = r->last_relay ? r->last_reply : NULL,
 			    .reason = r->last_relay ? NULL : r->last_reply,
-			    .last_attempt = r->last_attempt };
+			    .last_attempt = r->last_attempt,
+			    .hint = hint_for(conf, NULL, r->last_reply) };
 		}
 	}
 	struct queue_envelope *benv = NULL;

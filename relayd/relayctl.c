@@ -12,7 +12,9 @@
 
 #include "conf/conf.h"
 #include "queue/queue.h"
+#include "relayd/hints.h"
 #include "relayd/log.h"
+#include "relayd/smtp_reply.h"
 #include "routes/routes.h"
 
 #define DEFAULT_CONFIG "/etc/relayd/relayd.conf"
@@ -41,7 +43,18 @@ static const char *esc(const char *s, char *buf, size_t len)
 	return s ? log_escape(buf, len, s, strlen(s)) : "";
 }
 
-struct totals { unsigned long long bytes; unsigned messages; };
+struct totals { unsigned long long bytes; unsigned messages; const struct config *conf; };
+
+/* The hint about a stored reply ("550 5.7.1 …"), from its code and words. */
+static const char *reply_hint(const struct config *conf, const char *reply)
+{
+	char dsn[16];
+	int code = reply && reply[0] >= '2' && reply[0] <= '5' ? atoi(reply) : 0;
+	if (!reply)
+		return NULL;
+	smtp_reply_dsn(code, reply, dsn);
+	return code / 100 == 2 ? NULL : hint_for(conf, code ? dsn : NULL, reply);
+}
 
 static int list_one(void *arg, const struct queue_envelope *env)
 {
@@ -61,15 +74,18 @@ static int list_one(void *arg, const struct queue_envelope *env)
 		printf("%45s%s\n", "", esc(r->addr, buf, sizeof buf));
 		if (r->last_reply)
 			printf("%45s(%s)\n", "", esc(r->last_reply, buf, sizeof buf));
+		const char *hint = reply_hint(t->conf, r->last_reply);
+		if (hint)
+			printf("%45shint: %s\n", "", hint);
 	}
 	t->bytes += env->size;
 	t->messages++;
 	return 0;
 }
 
-static int cmd_queue(struct queue *q)
+static int cmd_queue(struct queue *q, const struct config *conf)
 {
-	struct totals t = { 0, 0 };
+	struct totals t = { 0, 0, conf };
 	printf("-Queue ID-   --Size-- ----Arrival Time----  -Sender/Recipient-------\n");
 	if (queue_walk(q, list_one, &t) < 0) {
 		fprintf(stderr, "relayctl: cannot read the queue\n");
@@ -89,7 +105,7 @@ static int print_body(void *arg, const void *data, size_t len)
 	return fwrite(data, 1, len, stdout) == len ? 0 : -1;
 }
 
-static int cmd_show(struct queue *q, const char *id, int body)
+static int cmd_show(struct queue *q, const struct config *conf, const char *id, int body)
 {
 	struct queue_envelope *env = queue_load(q, id);
 	char buf[1100], buf2[1100];
@@ -120,6 +136,13 @@ static int cmd_show(struct queue *q, const char *id, int body)
 		if (r->orcpt)
 			printf(" orcpt=%s", esc(r->orcpt, buf, sizeof buf));
 		printf("\n");
+		if (r->last_reply)
+			printf("  last: %s%s%s\n", esc(r->last_reply, buf, sizeof buf),
+			    r->last_relay ? " from " : "", r->last_relay ? esc(r->last_relay, buf2,
+			    sizeof buf2) : "");
+		const char *hint = reply_hint(conf, r->last_reply);
+		if (hint)
+			printf("  hint: %s\n", hint);
 	}
 	queue_envelope_free(env);
 	if (body) {
@@ -238,10 +261,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "relayctl: queue %s: %s\n", conf->queue_dir, err);
 		rc = 1;
 	} else if (strcmp(argv[0], "queue") == 0 && argc == 1)
-		rc = cmd_queue(q);
+		rc = cmd_queue(q, conf);
 	else if (strcmp(argv[0], "show") == 0 && (argc == 2 ||
 	    (argc == 3 && strcmp(argv[2], "--body") == 0)))
-		rc = cmd_show(q, argv[1], argc == 3);
+		rc = cmd_show(q, conf, argv[1], argc == 3);
 	else {
 		fprintf(stderr, "relayctl: unknown command %s\n", argv[0]);
 		rc = 2;

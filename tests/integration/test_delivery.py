@@ -127,7 +127,11 @@ def test_wrong_password_defers_with_the_535_in_the_log():
             wait_for(lambda: sent_line(r, qid, "bob@example.com"), 20, what="an attempt")
             line = sent_line(r, qid, "bob@example.com")[0]
             assert "status=deferred" in line and "535" in line and "dsn=4.7.8" in line, line
+            assert 'hint="the upstream refused the login' in line, line
             assert u.messages() == []
+            # relayctl show quotes the last reply and the same hint.
+            rc, out, _ = r.relayctl("show", qid)
+            assert "  last: AUTH failed: 535" in out and "  hint: the upstream refused" in out, out
 
 
 @test
@@ -168,6 +172,8 @@ def test_permanent_reject_bounces_to_the_sender():
             assert "Status: 5.7.1" in fields and "Action: failed" in fields, fields
             line = sent_line(r, qid, "nobody@example.com")[0]
             assert "status=bounced" in line and "not authorized" in line, line
+            text = parts[0].get_payload(decode=True).decode()
+            assert "Hint: " in text, text      # 5.7.1 "IP not authorized": Gmail-like
             assert "%s: sender non-delivery notification: " % qid in r.log_text()
 
 

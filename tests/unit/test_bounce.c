@@ -78,8 +78,8 @@ static void test_failure_report(void)
 	if (!orig)
 		return;
 	const struct bounce_rcpt rcpts[] = {
-		{ &orig->rcpts[0], BOUNCE_FAILED, "5.1.1", "mx.example.net", gmail_reply, NULL, NOW - 60 },
-		{ &orig->rcpts[1], BOUNCE_FAILED, "4.4.7", NULL, NULL, "delivery time expired", 0 },
+		{ &orig->rcpts[0], BOUNCE_FAILED, "5.1.1", "mx.example.net", gmail_reply, NULL, NOW - 60, NULL },
+		{ &orig->rcpts[1], BOUNCE_FAILED, "4.4.7", NULL, NULL, "delivery time expired", 0, NULL },
 	};
 	struct report r;
 	struct queue_envelope *stored;
@@ -192,7 +192,7 @@ static void test_headers_only(void)
 		if (!orig)
 			continue;
 		const struct bounce_rcpt rcpt = { &orig->rcpts[0], BOUNCE_FAILED, "5.1.1", "mx.example.net",
-		    "550 5.1.1 no such user", NULL, NOW };
+		    "550 5.1.1 no such user", NULL, NOW, NULL };
 		struct report r;
 		struct queue_envelope *stored;
 		char name[32];
@@ -233,7 +233,7 @@ static void test_endless_header(void)
 		free(text);
 		return;
 	}
-	const struct bounce_rcpt rcpt = { &orig->rcpts[0], BOUNCE_FAILED, "5.1.1", NULL, NULL, "gone", 0 };
+	const struct bounce_rcpt rcpt = { &orig->rcpts[0], BOUNCE_FAILED, "5.1.1", NULL, NULL, "gone", 0, NULL };
 	struct report r;
 	struct queue_envelope *stored;
 	if (report_open(&r, q, orig, &rcpt, 1, "endless-header", &stored) == 0) {
@@ -256,7 +256,7 @@ static void test_delay_report(void)
 	if (!orig)
 		return;
 	const struct bounce_rcpt rcpt = { &orig->rcpts[0], BOUNCE_DELAYED, "4.4.1",
-	    "mx.example.net", "451 4.4.1 try again later", NULL, NOW - 5 };
+	    "mx.example.net", "451 4.4.1 try again later", NULL, NOW - 5, NULL };
 	struct report r;
 	struct queue_envelope *stored;
 	if (report_open(&r, q, orig, &rcpt, 1, "delay", &stored) == 0) {
@@ -293,7 +293,7 @@ static void test_relayed_report(void)
 	if (!orig)
 		return;
 	const struct bounce_rcpt rcpt = { &orig->rcpts[0], BOUNCE_RELAYED, "2.0.0",
-	    "smtp.example.net", "250 2.0.0 Ok: queued as 1234", NULL, NOW };
+	    "smtp.example.net", "250 2.0.0 Ok: queued as 1234", NULL, NOW, NULL };
 	struct report r;
 	struct queue_envelope *stored;
 	if (report_open(&r, q, orig, &rcpt, 1, "relayed", &stored) == 0) {
@@ -325,7 +325,7 @@ static void test_expired_after_reply(void)
 	if (!orig)
 		return;
 	const struct bounce_rcpt rcpt = { &orig->rcpts[0], BOUNCE_FAILED, "4.4.7", "mx.example.net",
-	    "451 4.2.0 mailbox busy", "delivery time expired", NOW };
+	    "451 4.2.0 mailbox busy", "delivery time expired", NOW, NULL };
 	struct report r;
 	struct queue_envelope *stored;
 	if (report_open(&r, q, orig, &rcpt, 1, "expired", &stored) == 0) {

@@ -42,8 +42,8 @@ static void test_hostile_text(void)
 		return;
 	const struct bounce_rcpt rcpts[] = {
 		{ &orig->rcpts[0], BOUNCE_FAILED, "5.1.1\r\nX-Status: 1", "mx.example.net\r\nX-Host: 1", reply,
-		  NULL, NOW },
-		{ &orig->rcpts[1], BOUNCE_FAILED, NULL, NULL, NULL, "expired\r\n\r\n--=_relayd_x", 0 },
+		  NULL, NOW, NULL },
+		{ &orig->rcpts[1], BOUNCE_FAILED, NULL, NULL, NULL, "expired\r\n\r\n--=_relayd_x", 0, NULL },
 	};
 	struct report r;
 	struct queue_envelope *stored;
@@ -108,7 +108,7 @@ static void test_smtputf8_report(void)
 	if (!orig)
 		return;
 	const struct bounce_rcpt rcpt = { &orig->rcpts[0], BOUNCE_FAILED, "5.1.1", "mx.example.net",
-	    "550 5.1.1 Benutzer unbekannt: m\xc3\xbcller \xc3\x28", NULL, NOW };
+	    "550 5.1.1 Benutzer unbekannt: m\xc3\xbcller \xc3\x28", NULL, NOW, NULL };
 	struct report r;
 	struct queue_envelope *stored;
 	if (report_open(&r, q, orig, &rcpt, 1, "smtputf8", &stored) == 0) {
@@ -139,7 +139,7 @@ static void test_refused(void)
 	struct queue_envelope *orig = open_plain_original(&q, QUEUE_RET_NONE);
 	if (!orig)
 		return;
-	const struct bounce_rcpt rcpt = { &orig->rcpts[0], BOUNCE_FAILED, "5.1.1", NULL, NULL, "gone", 0 };
+	const struct bounce_rcpt rcpt = { &orig->rcpts[0], BOUNCE_FAILED, "5.1.1", NULL, NULL, "gone", 0, NULL };
 	struct queue_envelope *env = NULL;
 	struct queue_spool *sp = NULL;
 

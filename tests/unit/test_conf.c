@@ -625,6 +625,12 @@ static void test_sample_uncommented(void)
 	if (fd >= 0)
 		close(fd);
 	snprintf(routes_line, sizeof routes_line, "routes_file %s\n", routes);
+	char hints[] = "/tmp/relayd-sample-hints-XXXXXX", hints_line[100];
+	int hfd = mkstemp(hints);
+	CHECK(hfd >= 0 && write(hfd, "5.7.1 | * | ask the relay's admin\n", 34) == 34);
+	if (hfd >= 0)
+		close(hfd);
+	snprintf(hints_line, sizeof hints_line, "hints_file %s\n", hints);
 	char *text = calloc(1, 1 << 16);
 	size_t used = 0;
 
@@ -634,6 +640,7 @@ static void test_sample_uncommented(void)
 			fclose(f);
 		free(text);
 		unlink(routes);
+		unlink(hints);
 		return;
 	}
 	while (fgets(line, sizeof line, f)) {
@@ -645,6 +652,8 @@ static void test_sample_uncommented(void)
 		/* The sample's smtproutes is qmail's path: a file of the same form stands in. */
 		if (strncmp(s, "routes_file ", 12) == 0)
 			s = routes_line;
+		if (strncmp(s, "hints_file ", 11) == 0)
+			s = hints_line;
 		size_t n = strlen(s);
 		if (used + n + 1 >= 1 << 16)
 			break;
@@ -663,6 +672,7 @@ static void test_sample_uncommented(void)
 	}
 	struct config *c = conf_parse("relayd.conf.sample", text, err, sizeof err);
 	unlink(routes);
+	unlink(hints);
 	CHECK(c != NULL);
 	if (c) {
 		CHECK_STR(c->hostname, "relay.example.com");
@@ -672,6 +682,8 @@ static void test_sample_uncommented(void)
 		CHECK(c->nupstreams == 4 && c->upstreams[1].port == 2525 &&
 		    strcmp(c->upstreams[1].host, "smtp.backup.example.net") == 0);
 		CHECK_STR(c->user, "relayd");
+		CHECK(c->nhints == 1 && strcmp(c->hints[0].code, "5.7.1") == 0 &&
+		    c->hints[0].words == NULL);
 	} else {
 		fprintf(stderr, "  %s\n", err);
 	}
