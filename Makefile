@@ -84,11 +84,13 @@ test-deps:
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/etc/relayd \
-	           $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man5
+	           $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man5 \
+	           $(DESTDIR)$(PREFIX)/share/relayd
 	install -m 0755 $(B)/relayd $(B)/relayctl $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0644 relayd.conf.sample $(DESTDIR)$(PREFIX)/etc/relayd/
 	install -m 0644 man/relayd.8 man/relayctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 0644 man/relayd.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 0644 conf/relayd.service conf/relayd.logrotate $(DESTDIR)$(PREFIX)/share/relayd/
 
 clean:
 	rm -rf build

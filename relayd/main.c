@@ -122,6 +122,18 @@ static void raise_fd_limit(unsigned max_clients)
 		    max_clients, (unsigned long long)(rl.rlim_cur > 64 ? (rl.rlim_cur - 64) / 2 : 0));
 }
 
+/* The pid file, written before privileges go (so it may live in /run). */
+static void write_pid_file(const char *path)
+{
+	char buf[32];
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+
+	if (fd < 0 || write(fd, buf, (size_t)n) != n)
+		fatal("pid_file %s: %s", path, strerror(errno));
+	close(fd);
+}
+
 static void daemonize(struct event_base *base)
 {
 	pid_t pid = fork();
@@ -246,6 +258,9 @@ int main(int argc, char **argv)
 		fatal("out of memory");
 	if (!foreground)
 		daemonize(base);
+	char *pid_file = conf->pid_file ? strdup(conf->pid_file) : NULL;	/* for the end */
+	if (pid_file)
+		write_pid_file(pid_file);
 	if (conf->user)
 		drop_privileges(conf->user, queue_dir);
 	/* Cyrus opens the sasldb at each login, as the user we are now. */
@@ -288,6 +303,9 @@ int main(int argc, char **argv)
 	event_base_free(base);
 	libevent_global_shutdown();
 	free(queue_dir);
+	if (pid_file && unlink(pid_file) < 0 && errno != ENOENT)	/* often not ours to remove */
+		log_debug("pid_file %s: %s", pid_file, strerror(errno));
+	free(pid_file);
 	server_free_configs(&srv);	/* the running one and those reloads replaced */
 	log_close();
 	return rc < 0 ? 1 : 0;

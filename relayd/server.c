@@ -17,6 +17,7 @@
 #include "auth/auth.h"
 #include "relayd/delivery.h"
 #include "relayd/log.h"
+#include "relayd/notify.h"
 #include "relayd/smtp_server.h"
 
 #define LISTEN_BACKLOG 511
@@ -152,8 +153,11 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	if (sig == SIGHUP) {
 		log_reopen();
 		log_info("SIGHUP: log file reopened, reading the configuration again");
-		if (!srv->stopping)
+		if (!srv->stopping) {
+			notify_systemd("RELOADING=1");
 			server_reload(srv);
+			notify_systemd("READY=1");
+		}
 		return;
 	}
 	if (srv->stopping) {
@@ -164,6 +168,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 		server_session_gone(srv);
 		return;
 	}
+	notify_systemd("STOPPING=1");
 	log_info("%s: stopping: no new connections, finishing %u session(s)",
 	    sig == SIGTERM ? "SIGTERM" : "SIGINT", srv->nsessions);
 	srv->stopping = 1;
@@ -226,6 +231,7 @@ int server_run(struct server *srv, struct queue *queue)
 	for (size_t i = 0; i < srv->conf->nlisten; i++)
 		log_info("listening on %s%s", srv->conf->listen[i].text,
 		    srv->conf->listen[i].tls ? " (TLS)" : srv->tls_ctx ? " (STARTTLS)" : "");
+	notify_systemd("READY=1\nSTATUS=accepting mail");
 	return event_base_dispatch(srv->base);
 }
 

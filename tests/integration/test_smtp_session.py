@@ -382,6 +382,35 @@ def test_sigusr1_reopens_the_log_file_without_a_reload():
 
 
 @test
+def test_systemd_notify_and_pid_file():
+    """Type=notify: READY=1 once listening, RELOADING/READY around SIGHUP, STOPPING=1
+    at SIGTERM, on the datagram socket named in NOTIFY_SOCKET; and the pid file."""
+    r = Relayd()
+    sock_path = os.path.join(r.dir, "notify")
+    pid_path = os.path.join(r.dir, "relayd.pid")
+    with open(r.conf, "a") as f:
+        f.write("pid_file %s\n" % pid_path)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(sock_path)
+    s.settimeout(10)
+    os.environ["NOTIFY_SOCKET"] = sock_path
+    try:
+        r.start()
+        assert s.recv(200).startswith(b"READY=1")
+        with open(pid_path) as f:
+            assert int(f.read()) == r.proc.pid
+        r.proc.send_signal(signal.SIGHUP)
+        assert s.recv(200) == b"RELOADING=1" and s.recv(200) == b"READY=1"
+        r.stop()
+        assert s.recv(200) == b"STOPPING=1"
+        assert not os.path.exists(pid_path)
+    finally:
+        del os.environ["NOTIFY_SOCKET"]
+        s.close()
+        r.cleanup()
+
+
+@test
 def test_half_closed_client_still_gets_its_250():
     with running() as r:
         c = Client(r.port)
