@@ -321,6 +321,7 @@ void conf_free(struct config *conf)
 	conf_free_routes(conf);
 	free(conf->routes_file);
 	free(conf->pid_file);
+	free(conf->control);
 	free(conf->resolver);
 	conf_free_hints(conf);
 	free(conf);

@@ -110,6 +110,7 @@ struct config {
 	unsigned timeout_data;		/* seconds for the whole DATA phase, default 1800 */
 	char *user;			/* drop privileges to this user after binding */
 	char *pid_file;			/* written at start (after daemonizing), or NULL */
+	char *control;			/* relayctl's socket; NULL: QUEUE_DIR/control */
 	struct conf_file tls_cert;	/* PEM certificate (chain); STARTTLS offered when set */
 	struct conf_file tls_key;	/* PEM private key */
 	struct conf_file auth_sasldb;	/* Cyrus sasldb file of users */

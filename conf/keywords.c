@@ -362,6 +362,7 @@ static const struct conf_keyword conf_top_keywords[] = {
 	    CONF_ONCE },
 	{ "user", conf_set_string, offsetof(struct config, user), 1, 1, CONF_ONCE },
 	{ "pid_file", conf_set_path, offsetof(struct config, pid_file), 1, 1, CONF_ONCE },
+	{ "control", conf_set_path, offsetof(struct config, control), 1, 1, CONF_ONCE },
 	{ "postmaster", conf_set_address, offsetof(struct config, postmaster), 1, 1, CONF_ONCE },
 	{ "tls_cert", conf_set_file, offsetof(struct config, tls_cert), 1, 1, CONF_ONCE },
 	{ "tls_key", conf_set_file, offsetof(struct config, tls_key), 1, 1, CONF_ONCE },

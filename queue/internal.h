@@ -21,6 +21,12 @@ struct queue_job {
 	struct queue_envelope *state;	/* queue_update(): an existing message's recipients */
 	int64_t old_due, new_due;
 	char *counter_name;		/* queue_counter_put(): this record, or NULL */
+	int admin;			/* queue_admin(): the operation + 1, or 0 */
+	queue_admin_fn *admin_done;	/* its callback, instead of done */
+	char admin_id[QUEUE_ID_LEN + 1];	/* "" for every message */
+	char *admin_domain;		/* only messages with a pending recipient there */
+	int64_t admin_now;
+	unsigned admin_count;		/* messages it touched */
 	struct queue_counter counter;
 	queue_done_fn *done;
 	void *arg;
@@ -45,8 +51,8 @@ struct queue {
 	 * while the map changes.  Only the writer thread writes.
 	 */
 	MDB_env *env;
-	MDB_dbi db_msg, db_body, db_rcpt, db_sched, db_counter;
-	int no_counters;		/* read-only, a queue from before db_counter */
+	MDB_dbi db_msg, db_body, db_rcpt, db_sched, db_counter, db_hold;
+	int no_counters, no_hold;	/* read-only, a queue from before those databases */
 	pthread_rwlock_t map_lock;
 	uint64_t map_size;		/* current */
 	uint64_t max_size;
@@ -82,6 +88,17 @@ void queue_read_end(struct queue *q, MDB_txn *txn);
  * errno code.
  */
 int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job, int *gone);
+
+/* update.c: every record of dbi whose key starts with id (rcpt or body). */
+int queue_del_prefixed(MDB_txn *txn, MDB_dbi dbi, const char *id);
+
+/* read.c: id's envelope with its recipients, read in txn; NULL when absent or damaged. */
+struct queue_envelope *queue_load_txn(struct queue *q, MDB_txn *txn, const char *id);
+
+/* admin.c: a queue_admin() job's writes into txn. */
+int queue_put_admin(struct queue *q, MDB_txn *txn, struct queue_job *job);
+/* 1 when id is held (the hold database), 0 when not; read in txn. */
+int queue_is_held(struct queue *q, MDB_txn *txn, const char *id);
 
 /* counter.c: a queue_counter_put() job's write into txn. */
 int queue_put_counter(struct queue *q, MDB_txn *txn, const struct queue_job *job);

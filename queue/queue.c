@@ -18,13 +18,14 @@
 
 #define DEFAULT_MAP_SIZE (256ULL << 20)
 
-/* "counter" came later: a read-only open of an older queue goes on without it. */
-static const char *const db_names[] = { "msg", "body", "rcpt", "sched", "counter" };
+/* "counter" and "hold" came later: a read-only open of an older queue goes on without. */
+static const char *const db_names[] = { "msg", "body", "rcpt", "sched", "counter", "hold" };
 #define DB_OPTIONAL 4
 
 static MDB_dbi *db_handle(struct queue *q, size_t i)
 {
-	MDB_dbi *dbs[] = { &q->db_msg, &q->db_body, &q->db_rcpt, &q->db_sched, &q->db_counter };
+	MDB_dbi *dbs[] = { &q->db_msg, &q->db_body, &q->db_rcpt, &q->db_sched, &q->db_counter,
+		&q->db_hold };
 	return dbs[i];
 }
 
@@ -64,8 +65,8 @@ static int env_open(struct queue *q, char *err, size_t errlen)
 	for (size_t i = 0; i < sizeof db_names / sizeof db_names[0]; i++) {
 		what = db_names[i];
 		rc = mdb_dbi_open(txn, db_names[i], q->readonly ? 0 : MDB_CREATE, db_handle(q, i));
-		if (rc == MDB_NOTFOUND && q->readonly && i == DB_OPTIONAL) {
-			q->no_counters = 1;
+		if (rc == MDB_NOTFOUND && q->readonly && i >= DB_OPTIONAL) {
+			*(i == DB_OPTIONAL ? &q->no_counters : &q->no_hold) = 1;
 			continue;
 		}
 		if (rc != 0)

@@ -59,6 +59,8 @@ struct queue_envelope {
 	char *auth_user;		/* SASL login, or NULL */
 	struct queue_rcpt *rcpts;
 	size_t nrcpts;
+	int held;			/* relayctl hold: out of the schedule (read, not stored
+					 * in the record) */
 };
 
 /* Commit outcomes. */
@@ -123,6 +125,19 @@ int queue_update(struct queue *q, struct queue_envelope *state, int64_t old_due,
  */
 int queue_unschedule(struct queue *q, const char *id, int64_t due, queue_done_fn *done,
     void *arg);
+
+/*
+ * What relayctl asks through the daemon, done by the writer thread: flush
+ * (due now), hold (out of the schedule until released), release (due now),
+ * delete (gone, with its body).  id: one message; NULL: every message, or
+ * with domain those with a pending recipient there.  done(arg, status, n)
+ * with the number of messages changed.  -1: bad id or out of memory.
+ */
+enum queue_admin_op { QUEUE_ADMIN_FLUSH, QUEUE_ADMIN_HOLD, QUEUE_ADMIN_RELEASE,
+	QUEUE_ADMIN_DELETE };
+typedef void queue_admin_fn(void *arg, enum queue_status status, unsigned count);
+int queue_admin(struct queue *q, enum queue_admin_op op, const char *id, const char *domain,
+    int64_t now, queue_admin_fn *done, void *arg);
 
 /*
  * Counters that outlive restarts (an upstream's quota windows), by name: a

@@ -97,7 +97,14 @@ static struct queue_envelope *envelope_get(struct queue *q, MDB_txn *txn, const 
 		queue_envelope_free(env);
 		return NULL;
 	}
+	env->held = queue_is_held(q, txn, env->id);
 	return env;
+}
+
+struct queue_envelope *queue_load_txn(struct queue *q, MDB_txn *txn, const char *id)
+{
+	MDB_val key = { QUEUE_ID_LEN, (void *)id }, val;
+	return mdb_get(txn, q->db_msg, &key, &val) == 0 ? envelope_get(q, txn, id, &val) : NULL;
 }
 
 static int id_ok(const char *id)

@@ -22,7 +22,7 @@ static int del_key(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t len)
 }
 
 /* Every record of db whose key starts with the id (rcpt or body). */
-static int del_prefixed(MDB_txn *txn, MDB_dbi dbi, const char *id)
+int queue_del_prefixed(MDB_txn *txn, MDB_dbi dbi, const char *id)
 {
 	unsigned char sub[QUEUE_KEY_SUB_LEN];
 	MDB_cursor *cur;
@@ -72,11 +72,13 @@ int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job,
 		val = (MDB_val){ 0, NULL };
 		return mdb_put(txn, q->db_sched, &key, &val, 0);
 	}
+	int held = queue_is_held(q, txn, st->id);	/* relayctl hold while it was out */
 	if (job->new_due < 0) {
 		if ((rc = del_key(txn, q->db_msg, st->id, QUEUE_ID_LEN)) != 0 ||
-		    (rc = del_prefixed(txn, q->db_rcpt, st->id)) != 0)
+		    (held && (rc = del_key(txn, q->db_hold, st->id, QUEUE_ID_LEN)) != 0) ||
+		    (rc = queue_del_prefixed(txn, q->db_rcpt, st->id)) != 0)
 			return rc;
-		return del_prefixed(txn, q->db_body, st->id);
+		return queue_del_prefixed(txn, q->db_body, st->id);
 	}
 	for (size_t i = 0; i < st->nrcpts; i++) {
 		size_t len = queue_record_rcpt_len(&st->rcpts[i]);
@@ -89,6 +91,8 @@ int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job,
 			return rc;
 		queue_record_rcpt_encode(&st->rcpts[i], val.mv_data);
 	}
+	if (held)
+		return 0;	/* out of the schedule until released */
 	queue_key_sched(sched, job->new_due, st->id);
 	key = (MDB_val){ sizeof sched, sched };
 	val = (MDB_val){ 0, NULL };

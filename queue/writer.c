@@ -67,6 +67,8 @@ static int put_job(struct queue *q, MDB_txn *txn, struct queue_job *job)
 
 	if (job->counter_name && (rc = queue_put_counter(q, txn, job)) != 0)
 		return rc;
+	if (job->admin && (rc = queue_put_admin(q, txn, job)) != 0)
+		return rc;
 	if (job->state && (rc = queue_put_update(q, txn, job, &gone)) != 0)
 		return rc;
 	if (!env || gone)
@@ -326,7 +328,8 @@ int queue_submit(struct queue *q, struct queue_job *job)
 {
 	job->status = QUEUE_ERROR;
 	pthread_mutex_lock(&q->lock);
-	if (q->readonly || !q->writer_running || (!job->env && !job->state && !job->counter_name)) {
+	if (q->readonly || !q->writer_running ||
+	    (!job->env && !job->state && !job->counter_name && !job->admin)) {
 		/* A misuse, but the caller still hears back, the usual way. */
 		list_append(&q->done, job);
 		notify(q);
@@ -353,11 +356,15 @@ void queue_dispatch(struct queue *q)
 
 	while (job) {
 		struct queue_job *next = job->next;
-		job->done(job->arg, job->status);
+		if (job->admin_done)
+			job->admin_done(job->arg, job->status, job->admin_count);
+		else
+			job->done(job->arg, job->status);
 		queue_envelope_free(job->env);
 		queue_envelope_free(job->state);
 		queue_spool_free(job->spool);
 		free(job->counter_name);
+		free(job->admin_domain);
 		free(job);
 		job = next;
 	}

@@ -21,6 +21,7 @@
 #include "auth/auth.h"
 #include "conf/conf.h"
 #include "queue/queue.h"
+#include "relayd/control.h"
 #include "relayd/delivery.h"
 #include "relayd/log.h"
 #include "relayd/server.h"
@@ -280,6 +281,15 @@ int main(int argc, char **argv)
 	struct queue *queue = queue_open(&qopt, err, sizeof err);
 	if (!queue)
 		fatal("queue %s: %s", queue_dir, err);
+	char *control_path = conf->control ? strdup(conf->control) : NULL;
+	if (!control_path && asprintf(&control_path, "%s/control", queue_dir) < 0)
+		control_path = NULL;
+	struct control *control = control_path ? control_new(base, control_path, queue,
+	    srv.delivery, err, sizeof err) : NULL;
+	if (!control)
+		log_warn("%s: relayctl cannot flush, hold, release or delete",
+		    control_path ? err : "out of memory");
+	free(control_path);
 	log_info("relayd started: hostname %s, queue %s", conf->hostname, queue_dir);
 
 	int rc = server_run(&srv, queue);
@@ -297,6 +307,7 @@ int main(int argc, char **argv)
 	    (unsigned long long)st.messages, (unsigned long long)st.transactions,
 	    (unsigned long long)st.refused);
 	queue_close(queue);	/* the last results' callbacks still need the delivery */
+	control_free(control);	/* its answers came with the queue's last callbacks */
 	delivery_free(srv.delivery);
 	auth_client_done();
 	log_info("relayd stopped");

@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "conf/conf.h"
@@ -23,7 +27,9 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: relayctl [-c FILE] queue\n"
 	    "       relayctl [-c FILE] show ID [--body]\n"
-	    "       relayctl [-c FILE] route ADDRESS [--from SENDER]\n");
+	    "       relayctl [-c FILE] route ADDRESS [--from SENDER]\n"
+	    "       relayctl [-c FILE] flush [ID... | --domain DOMAIN]\n"
+	    "       relayctl [-c FILE] hold|release|delete|requeue ID... | --domain DOMAIN\n");
 	exit(2);
 }
 
@@ -65,8 +71,9 @@ static int list_one(void *arg, const struct queue_envelope *env)
 
 	localtime_r(&at, &tm);
 	strftime(when, sizeof when, "%a %b %e %H:%M:%S", &tm);
-	printf("%-12s %9llu %s  %s\n", env->id, (unsigned long long)env->size, when,
-	    env->sender[0] ? esc(env->sender, buf, sizeof buf) : "<>");
+	printf("%-12s%c%9llu %s  %s\n", env->id, env->held ? '!' : ' ',
+	    (unsigned long long)env->size, when, env->sender[0] ? esc(env->sender, buf,
+	    sizeof buf) : "<>");
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct queue_rcpt *r = &env->rcpts[i];
 		if (r->state != QUEUE_RCPT_PENDING)
@@ -77,6 +84,14 @@ static int list_one(void *arg, const struct queue_envelope *env)
 		const char *hint = reply_hint(t->conf, r->last_reply);
 		if (hint)
 			printf("%45shint: %s\n", "", hint);
+		if (env->held) {
+			printf("%45s(held: relayctl release %s)\n", "", env->id);
+		} else if (r->next_attempt > time(NULL)) {
+			time_t next = (time_t)r->next_attempt;
+			localtime_r(&next, &tm);
+			strftime(when, sizeof when, "%a %b %e %H:%M:%S", &tm);
+			printf("%45snext try: %s\n", "", when);
+		}
 	}
 	t->bytes += env->size;
 	t->messages++;
@@ -230,6 +245,85 @@ static int cmd_route(const struct config *conf, struct queue *q, const char *rcp
 	return 0;
 }
 
+/* One request over the control socket; its answer's count, or -1 (said on stderr). */
+static long control_request(const struct config *conf, const char *line)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char path[sizeof sa.sun_path + 1], answer[512];
+	struct timeval tv = { 30, 0 };
+	size_t used = 0;
+	ssize_t n;
+	int fd;
+
+	if (conf->control)
+		snprintf(path, sizeof path, "%s", conf->control);
+	else
+		snprintf(path, sizeof path, "%s/control", conf->queue_dir);
+	if (strlen(path) >= sizeof sa.sun_path) {
+		fprintf(stderr, "relayctl: control socket path too long: %s\n", path);
+		return -1;
+	}
+	memcpy(sa.sun_path, path, strlen(path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		fprintf(stderr, "relayctl: %s: %s (is relayd running? relayctl needs relayd's "
+		    "user or root)\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	if (write(fd, line, strlen(line)) != (ssize_t)strlen(line)) {
+		fprintf(stderr, "relayctl: %s: %s\n", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	while (used < sizeof answer - 1 && (n = read(fd, answer + used,
+	    sizeof answer - 1 - used)) > 0)
+		used += (size_t)n;
+	close(fd);
+	answer[used] = '\0';
+	answer[strcspn(answer, "\n")] = '\0';
+	if (strncmp(answer, "ok ", 3) == 0)
+		return strtol(answer + 3, NULL, 10);
+	fprintf(stderr, "relayctl: %s\n", answer[0] ? answer : "no answer from relayd");
+	return -1;
+}
+
+/* flush / hold / release / delete / requeue: per id, or once for --domain or all. */
+static int cmd_admin(const struct config *conf, const char *cmd, int argc, char **argv)
+{
+	const char *op = strcmp(cmd, "requeue") == 0 ? "flush" : cmd;	/* routes apply anew */
+	char line[400];
+	long total = 0;
+	int rc = 0;
+
+	if (argc == 0 && strcmp(op, "flush") != 0)
+		usage();
+	if (argc == 0 || (argc == 2 && strcmp(argv[0], "--domain") == 0)) {
+		snprintf(line, sizeof line, "%s%s%s%s\n", op, argc ? " --domain " : "",
+		    argc ? argv[1] : "", "");
+		total = control_request(conf, line);
+		rc = total < 0;
+	} else {
+		for (int i = 0; i < argc; i++) {
+			snprintf(line, sizeof line, "%s %s\n", op, argv[i]);
+			long n = control_request(conf, line);
+			if (n < 0)
+				rc = 1;
+			else if (n == 0)
+				fprintf(stderr, "relayctl: %s: %s\n", argv[i], strcmp(op, "release") == 0 ?
+				    "not queued, or not held" : strcmp(op, "delete") == 0 ? "not queued" :
+				    "not queued, or held");
+			else
+				total += n;
+		}
+	}
+	if (total >= 0)
+		printf("%s: %ld message(s)\n", cmd, total);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	const char *path = DEFAULT_CONFIG;
@@ -252,6 +346,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "relayctl: %s\n", err);
 		return 1;
 	}
+	static const char *const admin[] = { "flush", "hold", "release", "delete", "requeue" };
+	for (size_t i = 0; i < sizeof admin / sizeof admin[0]; i++)
+		if (strcmp(argv[0], admin[i]) == 0) {
+			int rc = cmd_admin(conf, argv[0], argc - 1, argv + 1);
+			conf_free(conf);
+			return rc;
+		}
 	struct queue *q = queue_open_readonly(conf->queue_dir, err, sizeof err);
 	int rc;
 	if (strcmp(argv[0], "route") == 0 && (argc == 2 ||

@@ -43,6 +43,8 @@ static const char *restart_only(const struct config *a, const struct config *b)
 		return "user";
 	if (!same_str(a->pid_file, b->pid_file))
 		return "pid_file";
+	if (!same_str(a->control, b->control))
+		return "control";
 	if (!same_str(a->tls_cert.path, b->tls_cert.path) ||
 	    !same_str(a->tls_key.path, b->tls_key.path))
 		return "tls_cert/tls_key";

@@ -127,7 +127,7 @@ class Relayd:
     def queued_ids(self):
         rc, out, err = self.relayctl("queue")
         assert rc == 0, err
-        return re.findall(r"^([0-9A-F]{12}) ", out, re.M)
+        return re.findall(r"^([0-9A-F]{12})[ !]", out, re.M)    # "!": held
 
     def body(self, qid):
         r = subprocess.run([RELAYCTL, "-c", self.conf, "show", qid, "--body"],

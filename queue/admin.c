@@ -1,0 +1,186 @@
+/*
+ * admin — what relayctl asks of the queue through the daemon: flush (due
+ * now), delete, hold (out of the schedule, kept), release (due now again),
+ * for one message, every message, or those with a pending recipient in a
+ * domain.  Done by the writer thread in one transaction like every write;
+ * finding a message's schedule entry walks the schedule, which is fine for
+ * an admin's command.
+ */
+#include <errno.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "queue/internal.h"
+#include "queue/record.h"
+
+int queue_is_held(struct queue *q, MDB_txn *txn, const char *id)
+{
+	MDB_val key = { QUEUE_ID_LEN, (void *)id }, val;
+	return !q->no_hold && mdb_get(txn, q->db_hold, &key, &val) == 0;
+}
+
+/* Remove every schedule entry of id; *found says whether there was one. */
+static int unschedule_all(struct queue *q, MDB_txn *txn, const char *id, int *found)
+{
+	MDB_cursor *cur;
+	MDB_val key, val;
+	int rc = mdb_cursor_open(txn, q->db_sched, &cur);
+
+	*found = 0;
+	if (rc != 0)
+		return rc;
+	for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+		if (key.mv_size == QUEUE_KEY_SCHED_LEN &&
+		    memcmp((const char *)key.mv_data + 8, id, QUEUE_ID_LEN) == 0) {
+			if ((rc = mdb_cursor_del(cur, 0)) != 0)
+				break;
+			*found = 1;
+		}
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int schedule_at(struct queue *q, MDB_txn *txn, const char *id, int64_t when)
+{
+	unsigned char sched[QUEUE_KEY_SCHED_LEN];
+	MDB_val key = { sizeof sched, sched }, val = { 0, NULL };
+	queue_key_sched(sched, when, id);
+	return mdb_put(txn, q->db_sched, &key, &val, 0);
+}
+
+/* A pending recipient of id in domain (without regard to case). */
+static int has_pending_in(struct queue *q, MDB_txn *txn, const char *id, const char *domain)
+{
+	struct queue_envelope *env = queue_load_txn(q, txn, id);
+	int hit = 0;
+
+	for (size_t i = 0; env && i < env->nrcpts && !hit; i++) {
+		const char *at = strrchr(env->rcpts[i].addr, '@');
+		hit = env->rcpts[i].state == QUEUE_RCPT_PENDING && at &&
+		    strcasecmp(at + 1, domain) == 0;
+	}
+	queue_envelope_free(env);
+	return hit;
+}
+
+/* One message: the operation; 1 when it changed something, 0 not, or -LMDB code. */
+static int admin_one(struct queue *q, MDB_txn *txn, enum queue_admin_op op, const char *id,
+    int64_t now)
+{
+	MDB_val key = { QUEUE_ID_LEN, (void *)id }, val;
+	int rc, found, held;
+
+	if (mdb_get(txn, q->db_msg, &key, &val) != 0)
+		return 0;	/* no such message */
+	held = queue_is_held(q, txn, id);
+	switch (op) {
+	case QUEUE_ADMIN_FLUSH:
+		if (held)
+			return 0;
+		if ((rc = unschedule_all(q, txn, id, &found)) != 0)
+			return -rc;
+		return (rc = schedule_at(q, txn, id, now)) != 0 ? -rc : 1;
+	case QUEUE_ADMIN_HOLD:
+		if (held)
+			return 0;
+		if ((rc = unschedule_all(q, txn, id, &found)) != 0)
+			return -rc;
+		val = (MDB_val){ 0, NULL };
+		return (rc = mdb_put(txn, q->db_hold, &key, &val, 0)) != 0 ? -rc : 1;
+	case QUEUE_ADMIN_RELEASE:
+		if (!held)
+			return 0;
+		if ((rc = mdb_del(txn, q->db_hold, &key, NULL)) != 0)
+			return -rc;
+		return (rc = schedule_at(q, txn, id, now)) != 0 ? -rc : 1;
+	case QUEUE_ADMIN_DELETE:
+		if ((rc = unschedule_all(q, txn, id, &found)) != 0 ||
+		    (held && (rc = mdb_del(txn, q->db_hold, &key, NULL)) != 0) ||
+		    (rc = mdb_del(txn, q->db_msg, &key, NULL)) != 0 ||
+		    (rc = queue_del_prefixed(txn, q->db_rcpt, id)) != 0 ||
+		    (rc = queue_del_prefixed(txn, q->db_body, id)) != 0)
+			return -rc;
+		return 1;
+	}
+	return 0;
+}
+
+int queue_put_admin(struct queue *q, MDB_txn *txn, struct queue_job *job)
+{
+	enum queue_admin_op op = (enum queue_admin_op)(job->admin - 1);
+	MDB_cursor *cur;
+	MDB_val key, val;
+	char (*ids)[QUEUE_ID_LEN + 1] = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+
+	job->admin_count = 0;
+	if (job->admin_id[0]) {
+		if ((rc = admin_one(q, txn, op, job->admin_id, job->admin_now)) < 0)
+			return -rc;
+		job->admin_count = (unsigned)rc;
+		return 0;
+	}
+	/* Every message (of a domain): the ids first, since the walk must not see changes. */
+	if ((rc = mdb_cursor_open(txn, q->db_msg, &cur)) != 0)
+		return rc;
+	for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+		if (key.mv_size != QUEUE_ID_LEN)
+			continue;
+		if (n == cap) {
+			void *grown = reallocarray(ids, cap ? cap * 2 : 64, sizeof *ids);
+			if (!grown) {
+				rc = ENOMEM;
+				break;
+			}
+			ids = grown;
+			cap = cap ? cap * 2 : 64;
+		}
+		memcpy(ids[n], key.mv_data, QUEUE_ID_LEN);
+		ids[n++][QUEUE_ID_LEN] = '\0';
+	}
+	mdb_cursor_close(cur);
+	if (rc != MDB_NOTFOUND) {
+		free(ids);
+		return rc;
+	}
+	rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (job->admin_domain && !has_pending_in(q, txn, ids[i], job->admin_domain))
+			continue;
+		int r = admin_one(q, txn, op, ids[i], job->admin_now);
+		if (r < 0)
+			rc = -r;
+		else
+			job->admin_count += (unsigned)r;
+	}
+	free(ids);
+	return rc;
+}
+
+int queue_admin(struct queue *q, enum queue_admin_op op, const char *id, const char *domain,
+    int64_t now, queue_admin_fn *done, void *arg)
+{
+	struct queue_job *job;
+
+	if (id && (strlen(id) != QUEUE_ID_LEN || !queue_id_valid(id, QUEUE_ID_LEN)))
+		return -1;
+	if (!(job = queue_job_new(NULL, NULL, NULL, NULL)))
+		return -1;
+	job->admin = (int)op + 1;
+	job->admin_now = now;
+	job->admin_done = done;
+	job->arg = arg;
+	if (id)
+		memcpy(job->admin_id, id, QUEUE_ID_LEN + 1);
+	if (domain && !(job->admin_domain = strdup(domain))) {
+		free(job);
+		return -1;
+	}
+	return queue_submit(q, job);
+}

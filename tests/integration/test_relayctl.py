@@ -1,0 +1,108 @@
+"""
+test_relayctl — an admin with a stuck message, with relayctl alone: the
+upstream is down, `queue` shows the message with its last reply, the hint and
+the next try, `show` explains it, the upstream comes back, `flush` sends it
+now; `hold`/`release`, `delete`, `--domain`, and what a wrong request gets.
+"""
+import os
+import re
+import stat
+import time
+
+from harness import free_port, running, run, test, wait_for
+from upstream import Upstream
+from delivery_helpers import BODY, sent_line, submit
+
+SLOW = "retry_min 1h\nretry_max 2h\n"      # nothing is retried by itself during a test
+
+
+def conf(port):
+    return ("upstream up {\n host 127.0.0.1\n port %d\n tls none\n}\nroute * up\n%s" %
+            (port, SLOW))
+
+
+def removed(r, qid, timeout=20):
+    wait_for(lambda: "%s: removed" % qid in r.log_text(), timeout, what="%s removed" % qid)
+
+
+def ctl(r, *args):
+    rc, out, err = r.relayctl(*args)
+    return rc, out + err
+
+
+@test
+def test_stuck_message_found_explained_flushed():
+    port = free_port()                      # the upstream is down: nothing listens
+    with running(extra=conf(port)) as r:
+        qid = submit(r, ["bob@example.com"], BODY)
+        wait_for(lambda: sent_line(r, qid, "bob@example.com"), 20, what="a first try")
+        rc, out = ctl(r, "queue")
+        assert rc == 0 and qid in out, out
+        assert "Connection refused" in out and "hint: nothing listens" in out, out
+        assert "next try:" in out, out
+        rc, out = ctl(r, "show", qid)
+        assert "  last: connect to 127.0.0.1[127.0.0.1]:%d: Connection refused" % port in out
+        assert "  hint: nothing listens at that host and port" in out, out
+        sock = os.path.join(r.dir, "queue", "control")
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+        with Upstream(port=port) as u:      # fixed: the upstream is back
+            rc, out = ctl(r, "flush")
+            assert rc == 0 and "flush: 1 message(s)" in out, out
+            removed(r, qid)
+            assert len(u.messages()) == 1
+        assert r.queued_ids() == []
+        assert "relayctl: flush (all)" in r.log_text()
+
+
+@test
+def test_hold_release_delete_and_domain():
+    port = free_port()
+    with running(extra=conf(port)) as r:
+        q1 = submit(r, ["a@one.example"], BODY)
+        q2 = submit(r, ["b@two.example"], BODY)
+        q3 = submit(r, ["c@two.example"], BODY)
+        for q, a in ((q1, "a@one.example"), (q2, "b@two.example"), (q3, "c@two.example")):
+            wait_for(lambda: sent_line(r, q, a), 20, what="a first try")
+        rc, out = ctl(r, "hold", q1)
+        assert rc == 0 and "hold: 1 message(s)" in out, out
+        rc, out = ctl(r, "queue")
+        assert re.search(r"^%s!" % q1, out, re.M) and "(held: relayctl release %s)" % q1 in out
+        rc, out = ctl(r, "hold", q1)        # held already
+        assert "not queued, or held" in out, out
+        with Upstream(port=port) as u:
+            rc, out = ctl(r, "flush", "--domain", "two.example")
+            assert rc == 0 and "flush: 2 message(s)" in out, out
+            removed(r, q2)
+            removed(r, q3)
+            rc, out = ctl(r, "flush")       # the held one stays
+            assert "flush: 0 message(s)" in out, out
+            time.sleep(0.5)
+            assert sorted(m["rcpt_tos"][0] for m in u.messages()) == ["b@two.example",
+                                                                       "c@two.example"]
+            rc, out = ctl(r, "release", q1)
+            assert "release: 1 message(s)" in out, out
+            removed(r, q1)
+        q4 = submit(r, ["d@one.example"], BODY)
+        wait_for(lambda: sent_line(r, q4, "d@one.example"), 20, what="a first try")
+        rc, out = ctl(r, "delete", q4)
+        assert rc == 0 and "delete: 1 message(s)" in out, out
+        assert r.queued_ids() == []
+        assert "notification" not in r.log_text()       # deleted, not bounced
+
+
+@test
+def test_wrong_requests_are_answered():
+    with running(extra=conf(free_port())) as r:
+        rc, out = ctl(r, "delete", "NOTANID")
+        assert rc == 1 and "no such queue id" in out, out
+        rc, out = ctl(r, "release", "0123456789AB")
+        assert rc == 0 and "not queued, or not held" in out, out
+        rc, out = ctl(r, "hold")
+        assert rc == 2, out                 # usage
+        r.stop()                            # relayd gone: relayctl says so
+        rc, out = ctl(r, "flush")
+        assert rc == 1 and "is relayd running?" in out, out
+
+
+if __name__ == "__main__":
+    run()
