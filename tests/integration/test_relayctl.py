@@ -91,6 +91,36 @@ def test_hold_release_delete_and_domain():
 
 
 @test
+def test_queue_json_and_stats():
+    import json
+    port = free_port()
+    with running(extra=conf(port)) as r:
+        q1 = submit(r, ["a@one.example", "b@two.example"], BODY)
+        q2 = submit(r, ["c@two.example"], BODY, sender="")
+        for q, a in ((q1, "b@two.example"), (q2, "c@two.example")):
+            wait_for(lambda: sent_line(r, q, a), 20, what="a first try")
+        rc, out = ctl(r, "queue", "--json")
+        assert rc == 0, out
+        msgs = {m["id"]: m for m in json.loads(out)}
+        assert set(msgs) == {q1, q2}, msgs
+        assert msgs[q2]["sender"] == "" and not msgs[q1]["held"]
+        rcpt = msgs[q1]["recipients"][0]
+        assert rcpt["address"] == "a@one.example" and rcpt["attempts"] == 1, rcpt
+        assert "Connection refused" in rcpt["last_reply"] and rcpt["hint"], rcpt
+        assert rcpt["next_attempt"] > time.time(), rcpt
+        rc, out = ctl(r, "stats")
+        lines = out.splitlines()
+        assert lines[0].split()[:3] == ["domain", "T", "5"], lines
+        assert lines[1].split()[:3] == ["TOTAL", "3", "3"], lines
+        assert lines[2].split()[:2] == ["two.example", "2"], lines
+        assert lines[3].split()[:2] == ["one.example", "1"], lines
+        rc, out = ctl(r, "stats", "--by", "upstream")
+        assert out.splitlines()[2].split()[:2] == ["up", "3"], out
+        rc, out = ctl(r, "stats", "--by", "sender")
+        assert "<>" in out and "alice@relay.test" in out, out
+
+
+@test
 def test_wrong_requests_are_answered():
     with running(extra=conf(free_port())) as r:
         rc, out = ctl(r, "delete", "NOTANID")

@@ -1,0 +1,32 @@
+/*
+ * relayctl — the admin's tool, in files by command: relayctl.c (options,
+ * dispatch), relayctl_queue.c (queue, show, stats), relayctl_route.c
+ * (route), relayctl_admin.c (flush, hold, release, delete through the
+ * control socket).  Reading goes through queue/ read-only.
+ */
+#ifndef RELAYD_RELAYCTL_H
+#define RELAYD_RELAYCTL_H
+
+#include "conf/conf.h"
+#include "queue/queue.h"
+
+/* relayctl_queue.c */
+/* Text from the network, escaped for the terminal. */
+const char *relayctl_esc(const char *s, char *buf, size_t len);
+/* The hint about a stored reply ("550 5.7.1 …"), from its code and words, or NULL. */
+const char *relayctl_hint(const struct config *conf, const char *reply);
+int relayctl_queue(struct queue *q, const struct config *conf, int json);
+int relayctl_show(struct queue *q, const struct config *conf, const char *id, int body);
+int relayctl_stats(struct queue *q, const struct config *conf, const char *by);
+
+/* relayctl_route.c: which rule and upstreams a recipient takes (q may be NULL). */
+int relayctl_route(const struct config *conf, struct queue *q, const char *rcpt,
+    const char *sender);
+
+/* relayctl_admin.c: flush / hold / release / delete / requeue through relayd. */
+int relayctl_admin(const struct config *conf, const char *cmd, int argc, char **argv);
+
+/* relayctl.c */
+void relayctl_usage(void) __attribute__((noreturn));
+
+#endif
