@@ -11,12 +11,13 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-/* One `listen ADDR:PORT` statement, already resolved to a socket address. */
+/* One `listen ADDR:PORT [tls] [proxy]` statement, already resolved to a socket address. */
 struct conf_listen {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	char text[64];			/* "127.0.0.1:2525" or "[::1]:2525", for logs */
-	int tls;			/* `listen ADDR:PORT tls`: implicit TLS (RFC 8314) */
+	int tls;			/* `tls`: implicit TLS (RFC 8314) */
+	int proxy;			/* `proxy`: a PROXY protocol header (HAProxy) comes first */
 	int line;
 };
 

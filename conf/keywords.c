@@ -244,21 +244,39 @@ static int conf_set_log(struct conf_parser *p, void *base, size_t offset, int ar
 	return 0;
 }
 
+/* The words after `listen ADDR:PORT`, in any order, each at most once. */
+static const struct { const char *name; size_t offset; } conf_listen_options[] = {
+	{ "tls", offsetof(struct conf_listen, tls) },
+	{ "proxy", offsetof(struct conf_listen, proxy) },
+};
+
 static int conf_add_listen(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv)
 {
 	struct config *conf = base;
 	struct conf_listen l, *grown;
+	const size_t noptions = sizeof conf_listen_options / sizeof conf_listen_options[0];
 
 	(void)offset;
-	if (argc == 2 && strcmp(argv[1], "tls") != 0) {
-		conf_error(p, "listen: unknown option \"%s\" (only \"tls\")", argv[1]);
-		return -1;
-	}
 	if (conf_parse_listen(argv[0], &l) < 0) {
 		conf_error(p, "listen: bad address \"%s\" (use 127.0.0.1:2525, [::1]:2525 "
 		    "or *:25)", argv[0]);
 		return -1;
+	}
+	for (int i = 1; i < argc; i++) {
+		size_t k = 0;
+		while (k < noptions && strcmp(argv[i], conf_listen_options[k].name) != 0)
+			k++;
+		if (k == noptions) {
+			conf_error(p, "listen: unknown option \"%s\" (use tls, proxy)", argv[i]);
+			return -1;
+		}
+		int *flag = CONF_FIELD(&l, conf_listen_options[k].offset, int);
+		if (*flag) {
+			conf_error(p, "listen: \"%s\" given twice", argv[i]);
+			return -1;
+		}
+		*flag = 1;
 	}
 	for (size_t i = 0; i < conf->nlisten; i++) {
 		if (strcmp(conf->listen[i].text, l.text) == 0) {
@@ -271,7 +289,6 @@ static int conf_add_listen(struct conf_parser *p, void *base, size_t offset, int
 		conf_error(p, "out of memory");
 		return -1;
 	}
-	l.tls = argc == 2;
 	l.line = p->line;
 	conf->listen = grown;
 	conf->listen[conf->nlisten++] = l;
@@ -346,7 +363,7 @@ static const struct conf_keyword conf_top_keywords[] = {
 	{ "queue_max_size", conf_set_queue_size, offsetof(struct config, queue_max_size), 1, 1,
 	    CONF_ONCE },
 	{ "log", conf_set_log, offsetof(struct config, log_target), 1, 1, CONF_ONCE },
-	{ "listen", conf_add_listen, offsetof(struct config, listen), 1, 2, CONF_MANY },
+	{ "listen", conf_add_listen, offsetof(struct config, listen), 1, 3, CONF_MANY },
 	{ "allow", conf_add_allow, offsetof(struct config, allow), 1, CONF_ARGS_MAX, CONF_MANY },
 	{ "max_message_size", conf_set_size, offsetof(struct config, max_message_size), 1, 1,
 	    CONF_ONCE },

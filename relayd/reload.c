@@ -37,7 +37,8 @@ static const char *restart_only(const struct config *a, const struct config *b)
 		return "listen";
 	for (size_t i = 0; i < a->nlisten; i++)
 		if (!same_str(a->listen[i].text, b->listen[i].text) ||
-		    a->listen[i].tls != b->listen[i].tls)
+		    a->listen[i].tls != b->listen[i].tls ||
+		    a->listen[i].proxy != b->listen[i].proxy)
 			return "listen";
 	if (!same_str(a->user, b->user))
 		return "user";

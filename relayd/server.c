@@ -26,9 +26,8 @@
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
 {
-	struct server_listener *sl = arg;
 	(void)l;
-	smtp_server_accept(sl->srv, fd, sa, (socklen_t)salen, sl->implicit_tls);
+	smtp_server_accept(arg, fd, sa, (socklen_t)salen);
 }
 
 static void listeners_enable(struct server *srv, int on)
@@ -105,6 +104,7 @@ int server_bind(struct server *srv, const struct config *conf, struct event_base
 		struct server_listener *sl = &srv->listeners[i];
 		sl->srv = srv;
 		sl->implicit_tls = conf->listen[i].tls;
+		sl->proxy = conf->listen[i].proxy;
 		struct evconnlistener *l = evconnlistener_new(base, accept_cb, sl,
 		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 		if (!l) {
@@ -229,8 +229,9 @@ int server_run(struct server *srv, struct queue *queue)
 		return -1;
 	listeners_enable(srv, 1);
 	for (size_t i = 0; i < srv->conf->nlisten; i++)
-		log_info("listening on %s%s", srv->conf->listen[i].text,
-		    srv->conf->listen[i].tls ? " (TLS)" : srv->tls_ctx ? " (STARTTLS)" : "");
+		log_info("listening on %s%s%s", srv->conf->listen[i].text,
+		    srv->conf->listen[i].tls ? " (TLS)" : srv->tls_ctx ? " (STARTTLS)" : "",
+		    srv->conf->listen[i].proxy ? " (PROXY protocol)" : "");
 	notify_systemd("READY=1\nSTATUS=accepting mail");
 	return event_base_dispatch(srv->base);
 }

@@ -19,11 +19,12 @@ struct auth_worker;
 struct delivery;
 struct ssl_ctx_st;
 
-/* One listening socket; implicit_tls for `listen ADDR:PORT tls`. */
+/* One listening socket; its options from `listen ADDR:PORT [tls] [proxy]`. */
 struct server_listener {
 	struct server *srv;
 	struct evconnlistener *evl;
 	int implicit_tls;
+	int proxy;			/* a PROXY protocol header comes first */
 };
 
 struct retired_conf;

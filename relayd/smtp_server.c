@@ -1,8 +1,9 @@
 /*
- * smtp_server — one SMTP session's connection: accept and greet, frame the
- * client's bytes into strict CRLF command lines (bounded, bare CR/LF refused),
- * timeouts, replies with back-pressure, and the single place a session is
- * freed.  Commands are in smtp_commands.c, the message body in smtp_data.c.
+ * smtp_server — one SMTP session's connection: accept (reading the PROXY
+ * header first on a `proxy` listener) and greet, frame the client's bytes into
+ * strict CRLF command lines (bounded, bare CR/LF refused), timeouts, replies
+ * with back-pressure, and the single place a session is freed.  Commands are
+ * in smtp_commands.c, the message body in smtp_data.c.
  */
 #include "relayd/smtp_server.h"
 
@@ -20,11 +21,20 @@
 
 #include "auth/auth.h"
 #include "relayd/log.h"
+#include "relayd/proxy.h"
 #include "relayd/smtp_session.h"
 #include "relayd/tls.h"
 
 static const char *const state_names[] = {
-	"HELO", "IDLE", "MAIL", "RCPT", "DATA", "COMMIT", "CLOSING",
+	"PROXY", "HELO", "IDLE", "MAIL", "RCPT", "DATA", "COMMIT", "CLOSING",
+};
+
+/* The PROXY header being read: taken off the socket only as far as it goes. */
+struct smtp_proxy_wait {
+	struct event *readable;
+	evutil_socket_t fd;		/* the session's until a bufferevent takes it */
+	size_t have;			/* header bytes read so far */
+	unsigned char buf[PROXY_HEADER_MAX];
 };
 
 static void session_free(struct smtp_session *s);
@@ -116,8 +126,9 @@ static void session_free(struct smtp_session *s)
 		s->client_gone = 1;
 		return;
 	}
-	log_info("disconnect from [%s]:%u commands=%u messages=%u errors=%u",
-	    s->client_addr, s->client_port, s->commands, s->messages, s->errors);
+	if (s->bev)	/* else it never started: no connect line, no disconnect line */
+		log_info("disconnect from [%s]:%u commands=%u messages=%u errors=%u",
+		    s->client_addr, s->client_port, s->commands, s->messages, s->errors);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -130,8 +141,16 @@ static void session_free(struct smtp_session *s)
 	free(s->accept_line);
 	smtp_auth_free(s);
 	event_free(s->deadline);
-	tls_close_notify(s->bev);
-	bufferevent_free(s->bev);
+	if (s->proxy) {
+		if (s->proxy->readable)
+			event_free(s->proxy->readable);
+		evutil_closesocket(s->proxy->fd);
+		free(s->proxy);
+	}
+	if (s->bev) {
+		tls_close_notify(s->bev);
+		bufferevent_free(s->bev);
+	}
 	free(s);
 	server_session_gone(srv);
 }
@@ -147,6 +166,12 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	struct smtp_session *s = arg;
 	(void)fd, (void)what;
 	if (s->state == SMTP_CLOSING) {
+		session_free(s);
+		return;
+	}
+	if (s->state == SMTP_PROXY) {	/* not greeted: nothing is said to it */
+		log_info("timeout waiting for the PROXY header from [%s]:%u", s->client_addr,
+		    s->client_port);
 		session_free(s);
 		return;
 	}
@@ -463,9 +488,151 @@ static void starttls_switch(struct smtp_session *s)
 	smtp_session_enter(s, SMTP_HELO);
 }
 
-void smtp_server_accept(struct server *srv, evutil_socket_t fd,
-    const struct sockaddr *addr, socklen_t addrlen, int implicit_tls)
+/* The client the session serves (logs, allow, Received:, the AUTH penalty). */
+static void session_set_client(struct smtp_session *s, const struct sockaddr *addr,
+    socklen_t addrlen)
 {
+	memset(&s->addr, 0, sizeof s->addr);
+	memcpy(&s->addr, addr, addrlen < sizeof s->addr ? addrlen : sizeof s->addr);
+	smtp_format_addr(addr, s->client_addr, sizeof s->client_addr, &s->client_port);
+}
+
+/* Speak first: the bufferevent (TLS for `listen … tls`), the connect line, the 220. */
+static void session_start(struct smtp_session *s, evutil_socket_t fd, const char *via)
+{
+	struct server *srv = s->srv;
+
+	s->relay_ok = auth_network_allowed(srv->conf, (const struct sockaddr *)&s->addr);
+	if (s->implicit_tls) {
+		SSL *ssl = SSL_new(srv->tls_ctx);
+		s->bev = ssl ? bufferevent_openssl_socket_new(srv->base, fd, ssl,
+		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
+		if (ssl && !s->bev)
+			SSL_free(ssl);
+		s->tls_handshaking = 1;
+	} else {
+		s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (!s->bev) {
+		evutil_closesocket(fd);
+		session_free(s);
+		return;
+	}
+	session_watch(s);
+	smtp_session_enter(s, SMTP_HELO);
+	log_info("connect from [%s]:%u%s%s", s->client_addr, s->client_port, via,
+	    s->relay_ok ? " (allowed network)" : "");
+	evbuffer_add_printf(bufferevent_get_output(s->bev), "220 %s ESMTP relayd\r\n",
+	    srv->conf->hostname);
+}
+
+/* No valid header: closed without a word, so nothing of SMTP reaches a stranger. */
+static void proxy_refuse(struct smtp_session *s, const char *why)
+{
+	log_info("refused [%s]:%u: no valid PROXY header (%s)", s->client_addr,
+	    s->client_port, why);
+	session_free(s);
+}
+
+/* Read bytes off the socket until upto of them are in the buffer; 0 / -1. */
+static int proxy_take(struct smtp_proxy_wait *w, size_t upto)
+{
+	while (w->have < upto) {
+		ssize_t n = recv(w->fd, w->buf + w->have, upto - w->have, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		w->have += (size_t)n;
+	}
+	return 0;
+}
+
+/* The header is whole: its client becomes the session's, and the session starts. */
+static void proxy_done(struct smtp_session *s, const struct proxy_header *h)
+{
+	struct smtp_proxy_wait *w = s->proxy;
+	evutil_socket_t fd = w->fd;
+	char via[INET6_ADDRSTRLEN + 16] = "";
+
+	if (h->relayed) {
+		snprintf(via, sizeof via, " via [%s]:%u", s->client_addr, s->client_port);
+		session_set_client(s, (const struct sockaddr *)&h->source, sizeof h->source);
+	}
+	event_free(w->readable);
+	free(w);
+	s->proxy = NULL;
+	evtimer_del(s->deadline);
+	session_start(s, fd, via);
+}
+
+/*
+ * Bytes arrived on a `proxy` listener's connection.  They are peeked, not
+ * read: only those the parser says belong to the header leave the socket, so
+ * whatever follows (a TLS ClientHello, an early EHLO) is the session's.
+ */
+static void proxy_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	struct smtp_proxy_wait *w = s->proxy;
+	struct proxy_header h;
+	const char *why = "";
+	(void)what;
+
+	if (w->have >= sizeof w->buf) {	/* the parser promises this cannot be */
+		proxy_refuse(s, "header too long");
+		return;
+	}
+	ssize_t n = recv(fd, w->buf + w->have, sizeof w->buf - w->have, MSG_PEEK);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		proxy_refuse(s, n == 0 ? "connection closed" : strerror(errno));
+		return;
+	}
+	size_t seen = w->have + (size_t)n;
+	switch (proxy_parse(w->buf, seen, &h, &why)) {
+	case PROXY_NEED_MORE:	/* every byte seen is the header's */
+		if (proxy_take(w, seen) < 0)
+			proxy_refuse(s, "connection lost");
+		return;
+	case PROXY_DONE:
+		if (proxy_take(w, h.length) < 0)
+			proxy_refuse(s, "connection lost");
+		else
+			proxy_done(s, &h);
+		return;
+	case PROXY_BAD:
+		proxy_refuse(s, why);
+		return;
+	}
+}
+
+/* `listen … proxy`: wait (SMTP_PROXY_TIMEOUT at most) for the header, saying nothing. */
+static void proxy_wait(struct smtp_session *s, evutil_socket_t fd)
+{
+	struct smtp_proxy_wait *w = calloc(1, sizeof *w);
+	struct timeval tv = { .tv_sec = SMTP_PROXY_TIMEOUT, .tv_usec = 0 };
+
+	if (!w) {
+		evutil_closesocket(fd);
+		session_free(s);
+		return;
+	}
+	w->fd = fd;
+	s->proxy = w;
+	w->readable = event_new(s->srv->base, fd, EV_READ | EV_PERSIST, proxy_read_cb, s);
+	if (!w->readable || event_add(w->readable, NULL) < 0) {
+		session_free(s);
+		return;
+	}
+	evtimer_add(s->deadline, &tv);
+}
+
+void smtp_server_accept(const struct server_listener *listener, evutil_socket_t fd,
+    const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct server *srv = listener->srv;
 	const struct config *conf = srv->conf;
 	char text[INET6_ADDRSTRLEN];
 	unsigned port;
@@ -483,47 +650,24 @@ void smtp_server_accept(struct server *srv, evutil_socket_t fd,
 	}
 
 	struct smtp_session *s = calloc(1, sizeof *s);
-	if (!s) {
+	if (!s || !(s->deadline = evtimer_new(srv->base, deadline_cb, s))) {
+		free(s);
 		evutil_closesocket(fd);
 		return;
 	}
 	s->srv = srv;
-	memcpy(&s->addr, addr, addrlen < sizeof s->addr ? addrlen : sizeof s->addr);
-	memcpy(s->client_addr, text, sizeof text);
-	s->client_port = port;
-	s->relay_ok = auth_network_allowed(conf, addr);
-	if (implicit_tls) {
-		SSL *ssl = SSL_new(srv->tls_ctx);
-		s->bev = ssl ? bufferevent_openssl_socket_new(srv->base, fd, ssl,
-		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
-		if (ssl && !s->bev)
-			SSL_free(ssl);
-		s->tls_handshaking = 1;
-	} else {
-		s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	}
-	s->deadline = evtimer_new(srv->base, deadline_cb, s);
-	if (!s->bev || !s->deadline) {
-		if (s->bev)
-			bufferevent_free(s->bev);
-		else
-			evutil_closesocket(fd);
-		if (s->deadline)
-			event_free(s->deadline);
-		free(s);
-		return;
-	}
+	s->implicit_tls = listener->implicit_tls;
+	session_set_client(s, addr, addrlen);
 	s->next = srv->sessions;
 	if (s->next)
 		s->next->prev = s;
 	srv->sessions = s;
 	srv->nsessions++;
 
-	session_watch(s);
-	smtp_session_enter(s, SMTP_HELO);
-	log_info("connect from [%s]:%u%s", text, port, s->relay_ok ? " (allowed network)" : "");
-	evbuffer_add_printf(bufferevent_get_output(s->bev), "220 %s ESMTP relayd\r\n",
-	    conf->hostname);
+	if (listener->proxy)
+		proxy_wait(s, fd);	/* state SMTP_PROXY, the first of every session */
+	else
+		session_start(s, fd, "");
 }
 
 void smtp_server_shutdown(struct server *srv, int now)
@@ -536,7 +680,7 @@ void smtp_server_shutdown(struct server *srv, int now)
 		next = s->next;
 		if (s->state == SMTP_COMMIT) {
 			s->stop_after_commit = 1;	/* its message is answered first */
-		} else if (now) {
+		} else if (now || s->state == SMTP_PROXY) {	/* nothing said yet: no 421 */
 			smtp_session_enter(s, SMTP_CLOSING);
 			session_free(s);
 		} else {

@@ -10,10 +10,14 @@
 #include <sys/socket.h>
 
 struct server;
+struct server_listener;
 
-/* Take over an accepted connection: greet the client and serve it. */
-void smtp_server_accept(struct server *srv, evutil_socket_t fd,
-    const struct sockaddr *addr, socklen_t addrlen, int implicit_tls);
+/*
+ * Take over a connection accepted on listener: greet the client and serve it
+ * (on a `proxy` listener, once its PROXY header names the client).
+ */
+void smtp_server_accept(const struct server_listener *listener, evutil_socket_t fd,
+    const struct sockaddr *addr, socklen_t addrlen);
 /*
  * Graceful stop: end sessions with 421 (after their commit, when one is in
  * flight).  With now set (a second TERM/INT), drop them without waiting for

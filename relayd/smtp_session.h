@@ -26,8 +26,11 @@
 #define SMTP_TEXT_LINE_MAX  1000	/* RFC 5321 §4.5.3.1.6, with CRLF */
 #define SMTP_OUTPUT_MAX     (64 * 1024)	/* stop reading while replies pile up */
 #define SMTP_SHUTDOWN_FLUSH 10		/* seconds to deliver the 421 when stopping */
+#define SMTP_PROXY_TIMEOUT  5		/* seconds for the PROXY header (the spec: at least 3) */
 
 enum smtp_state {
+	SMTP_PROXY,	/* accepted, not greeted: on a `listen … proxy` port, until the
+			 * PROXY header is read (the session has no bufferevent yet) */
 	SMTP_HELO,	/* greeted, waiting for EHLO/HELO */
 	SMTP_IDLE,	/* no transaction */
 	SMTP_MAIL,	/* MAIL accepted, no recipient yet */
@@ -45,6 +48,8 @@ enum smtp_data_error {
 	SMTP_DATA_STORAGE,
 };
 
+struct smtp_proxy_wait;
+
 struct smtp_session {
 	struct server *srv;
 	struct smtp_session *next, *prev;
@@ -52,9 +57,11 @@ struct smtp_session {
 	struct event *deadline;		/* command line or DATA phase must finish by then */
 	enum smtp_state state;
 
-	struct sockaddr_storage addr;
+	struct sockaddr_storage addr;	/* the client: the peer, or the one a PROXY header names */
 	char client_addr[INET6_ADDRSTRLEN];
 	unsigned client_port;
+	struct smtp_proxy_wait *proxy;	/* reading the PROXY header; NULL after */
+	int implicit_tls;		/* `listen … tls`: TLS from the first byte after that */
 	char helo[256];			/* escaped for logs and headers */
 	int esmtp;
 	int relay_ok;			/* client is inside `allow` */

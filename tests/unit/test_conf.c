@@ -242,7 +242,7 @@ static void test_every_keyword(void)
 	    "queue_max_size 64G\n"
 	    "log /var/log/relayd.log\n"
 	    "listen 127.0.0.1:2525\n"
-	    "listen [::1]:2525   # and IPv6\n"
+	    "listen [::1]:2525 proxy  # and IPv6, behind HAProxy\n"
 	    "allow 10.0.0.0/8 ::1\n"
 	    "allow 192.168.1.7\n"
 	    "max_message_size 20M\n"
@@ -287,6 +287,8 @@ static void test_every_keyword(void)
 	if (c->nlisten == 2) {
 		CHECK_STR(c->listen[0].text, "127.0.0.1:2525");
 		CHECK_STR(c->listen[1].text, "[::1]:2525");
+		CHECK(!c->listen[0].proxy && !c->listen[0].tls);
+		CHECK(c->listen[1].proxy && !c->listen[1].tls);
 	}
 	CHECK(c->nallow == 3);
 	if (c->nallow == 3) {
@@ -413,7 +415,9 @@ static void test_errors(void)
 		{ "hostname\n", "t:1: hostname takes 1 argument, not 0" },
 		{ "hostname a b\n", "t:1: hostname takes 1 argument, not 2" },
 		{ "listen 127.0.0.1:25 127.0.0.1:26\n",
-		  "t:1: listen: unknown option \"127.0.0.1:26\" (only \"tls\")" },
+		  "t:1: listen: unknown option \"127.0.0.1:26\" (use tls, proxy)" },
+		{ "listen 127.0.0.1:25 proxy PROXY\n",
+		  "t:1: listen: unknown option \"PROXY\" (use tls, proxy)" },
 		{ "listen 127.0.0.1:465 tls\n", "t:1: listen 127.0.0.1:465 tls: needs tls_cert and tls_key" },
 		{ "allow ::1\ntls_cert /c.pem\n", "t:2: tls_cert and tls_key go together: give both" },
 		{ "tls_key /k.pem\n", "t:1: tls_key and tls_cert go together: give both" },
@@ -421,7 +425,11 @@ static void test_errors(void)
 		  "t:2: AUTH needs TLS (auth_require_tls yes) but there is no tls_cert" },
 		{ "auth_mechanisms PLAIN LOG/IN\n", "t:1: auth_mechanisms: bad mechanism name \"LOG/IN\"" },
 		{ "tls_cert cert.pem\n", "t:1: tls_cert: \"cert.pem\" is not an absolute path" },
-		{ "listen 127.0.0.1:25 tls tls\n", "t:1: listen takes at most 2 arguments, not 3" },
+		{ "listen 127.0.0.1:25 tls tls\n", "t:1: listen: \"tls\" given twice" },
+		{ "listen 127.0.0.1:25 proxy proxy\n", "t:1: listen: \"proxy\" given twice" },
+		{ "listen 127.0.0.1:25 tls proxy tls\n", "t:1: listen takes at most 3 arguments, not 4" },
+		{ "listen 127.0.0.1:465 proxy tls\n",
+		  "t:1: listen 127.0.0.1:465 tls: needs tls_cert and tls_key" },
 		{ "allow\n", "t:1: allow needs at least 1 argument" },
 		{ "upstream {\n", "t:1: upstream takes 1 argument, not 0" },
 		{ "upstream a b {\n", "t:1: upstream takes 1 argument, not 2" },
@@ -676,7 +684,8 @@ static void test_sample_uncommented(void)
 	CHECK(c != NULL);
 	if (c) {
 		CHECK_STR(c->hostname, "relay.example.com");
-		CHECK(c->nlisten == 3);
+		CHECK(c->nlisten == 5);
+		CHECK(c->nlisten == 5 && c->listen[4].proxy && c->listen[4].tls);
 		CHECK(c->nallow == 5);
 		CHECK(c->nupstreams == 4);	/* mailgun, backup, direct, the smtproutes relay */
 		CHECK(c->nupstreams == 4 && c->upstreams[1].port == 2525 &&
