@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/auth.h"
 #include "relayd/relayctl.h"
 
 #define DEFAULT_CONFIG "/etc/relayd/relayd.conf"
@@ -19,6 +20,7 @@ void relayctl_usage(void)
 	    "       relayctl [-c FILE] show ID [--body]\n"
 	    "       relayctl [-c FILE] stats [--by domain|upstream|sender]\n"
 	    "       relayctl [-c FILE] route ADDRESS [--from SENDER]\n"
+	    "       relayctl [-c FILE] check UPSTREAM [--from SENDER --to RECIPIENT]\n"
 	    "       relayctl [-c FILE] flush [ID... | --domain DOMAIN]\n"
 	    "       relayctl [-c FILE] hold|release|delete|requeue ID... | --domain DOMAIN\n");
 	exit(2);
@@ -45,6 +47,14 @@ int main(int argc, char **argv)
 	if (!conf) {
 		fprintf(stderr, "relayctl: %s\n", err);
 		return 1;
+	}
+	if (strcmp(argv[0], "check") == 0 && (argc == 2 || (argc == 6 &&
+	    strcmp(argv[2], "--from") == 0 && strcmp(argv[4], "--to") == 0))) {
+		int rc = auth_client_init() < 0 ? 1 : relayctl_check(conf, argv[1],
+		    argc == 6 ? argv[3] : NULL, argc == 6 ? argv[5] : NULL);
+		auth_client_done();
+		conf_free(conf);
+		return rc;
 	}
 	static const char *const admin[] = { "flush", "hold", "release", "delete", "requeue" };
 	for (size_t i = 0; i < sizeof admin / sizeof admin[0]; i++)

@@ -1,8 +1,9 @@
 /*
  * relayctl — the admin's tool, in files by command: relayctl.c (options,
  * dispatch), relayctl_queue.c (queue, show, stats), relayctl_route.c
- * (route), relayctl_admin.c (flush, hold, release, delete through the
- * control socket).  Reading goes through queue/ read-only.
+ * (route), relayctl_check.c (an upstream step by step), relayctl_admin.c
+ * (flush, hold, release, delete through the control socket).  Reading goes
+ * through queue/ read-only.
  */
 #ifndef RELAYD_RELAYCTL_H
 #define RELAYD_RELAYCTL_H
@@ -22,6 +23,10 @@ int relayctl_stats(struct queue *q, const struct config *conf, const char *by);
 /* relayctl_route.c: which rule and upstreams a recipient takes (q may be NULL). */
 int relayctl_route(const struct config *conf, struct queue *q, const char *rcpt,
     const char *sender);
+
+/* relayctl_check.c: an upstream step by step; 0 all OK, 1 a step failed, 2 usage. */
+int relayctl_check(const struct config *conf, const char *name, const char *from,
+    const char *to);
 
 /* relayctl_admin.c: flush / hold / release / delete / requeue through relayd. */
 int relayctl_admin(const struct config *conf, const char *cmd, int argc, char **argv);

@@ -9,9 +9,9 @@ import re
 import stat
 import time
 
-from harness import free_port, running, run, test, wait_for
+from harness import certs, free_port, running, run, test, wait_for
 from upstream import Upstream
-from delivery_helpers import BODY, sent_line, submit
+from delivery_helpers import BODY, PASSWORD, sent_line, submit, upstream_conf
 
 SLOW = "retry_min 1h\nretry_max 2h\n"      # nothing is retried by itself during a test
 
@@ -118,6 +118,40 @@ def test_queue_json_and_stats():
         assert out.splitlines()[2].split()[:2] == ["up", "3"], out
         rc, out = ctl(r, "stats", "--by", "sender")
         assert "<>" in out and "alice@relay.test" in out, out
+
+
+@test
+def test_check_walks_an_upstream_step_by_step():
+    c = certs()
+    with Upstream(tls="starttls", require_tls=True,
+                  auth={"user": "relay", "password": PASSWORD},
+                  rcpt_replies={"gone@example.com": ["550 5.1.1 no such user"]}) as u:
+        with running(extra=upstream_conf(u, tls="starttls", user="relay", ca=c["ca"])) as r:
+            rc, out = ctl(r, "check", "up", "--from", "a@relay.test", "--to", "b@example.com")
+            assert rc == 0, out
+            steps = [l.split()[:2] for l in out.splitlines()[:-1]]
+            assert steps == [["OK", "connect"], ["OK", "greeting"], ["OK", "EHLO"],
+                             ["OK", "STARTTLS"], ["OK", "TLS"], ["OK", "verify"],
+                             ["OK", "EHLO"], ["OK", "AUTH"], ["OK", "MAIL"], ["OK", "RCPT"]], out
+            assert "TLSv1.3" in out and "CN=relayd test CA" in out, out
+            assert out.splitlines()[-1] == "all steps OK"
+            rc, out = ctl(r, "check", "up", "--from", "a@relay.test", "--to", "gone@example.com")
+            assert rc == 1 and "FAIL RCPT      550 5.1.1 no such user" in out, out
+    # Wrong password, CA and port: each says which step and why.
+    with Upstream(tls="starttls", auth={"user": "relay", "password": "other"}) as u:
+        with running(extra=upstream_conf(u, tls="starttls", user="relay", ca=c["ca"])) as r:
+            rc, out = ctl(r, "check", "up")
+            assert rc == 1 and "FAIL AUTH" in out and "535" in out, out
+            assert "hint" not in out
+    with Upstream(tls="starttls") as u:
+        with running(extra=upstream_conf(u, tls="starttls")) as r:     # system CA store
+            rc, out = ctl(r, "check", "up")
+            assert rc == 1 and "FAIL verify" in out, out
+    with running(extra=upstream_conf(type("U", (), {"port": free_port(), "dir": "/tmp"})())) as r:
+        rc, out = ctl(r, "check", "up")
+        assert rc == 1 and "FAIL connect" in out and "Connection refused" in out, out
+        rc, out = ctl(r, "check", "nosuch")
+        assert rc == 2 and "no upstream of that name" in out, out
 
 
 @test
