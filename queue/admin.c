@@ -67,15 +67,25 @@ static int has_pending_in(struct queue *q, MDB_txn *txn, const char *id, const c
 	return hit;
 }
 
+static int skipped(const struct queue_job *job, const char *id)
+{
+	for (size_t i = 0; i < job->admin_nskip; i++)
+		if (memcmp(job->admin_skip[i], id, QUEUE_ID_LEN) == 0)
+			return 1;
+	return 0;
+}
+
 /* One message: the operation; 1 when it changed something, 0 not, or -LMDB code. */
-static int admin_one(struct queue *q, MDB_txn *txn, enum queue_admin_op op, const char *id,
-    int64_t now)
+static int admin_one(struct queue *q, MDB_txn *txn, const struct queue_job *job,
+    enum queue_admin_op op, const char *id, int64_t now)
 {
 	MDB_val key = { QUEUE_ID_LEN, (void *)id }, val;
 	int rc, found, held;
 
 	if (mdb_get(txn, q->db_msg, &key, &val) != 0)
 		return 0;	/* no such message */
+	if ((op == QUEUE_ADMIN_FLUSH || op == QUEUE_ADMIN_RELEASE) && skipped(job, id))
+		return 0;	/* out for delivery: its result schedules it */
 	held = queue_is_held(q, txn, id);
 	switch (op) {
 	case QUEUE_ADMIN_FLUSH:
@@ -120,7 +130,7 @@ int queue_put_admin(struct queue *q, MDB_txn *txn, struct queue_job *job)
 
 	job->admin_count = 0;
 	if (job->admin_id[0]) {
-		if ((rc = admin_one(q, txn, op, job->admin_id, job->admin_now)) < 0)
+		if ((rc = admin_one(q, txn, job, op, job->admin_id, job->admin_now)) < 0)
 			return -rc;
 		job->admin_count = (unsigned)rc;
 		return 0;
@@ -153,7 +163,7 @@ int queue_put_admin(struct queue *q, MDB_txn *txn, struct queue_job *job)
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		if (job->admin_domain && !has_pending_in(q, txn, ids[i], job->admin_domain))
 			continue;
-		int r = admin_one(q, txn, op, ids[i], job->admin_now);
+		int r = admin_one(q, txn, job, op, ids[i], job->admin_now);
 		if (r < 0)
 			rc = -r;
 		else
@@ -165,6 +175,13 @@ int queue_put_admin(struct queue *q, MDB_txn *txn, struct queue_job *job)
 
 int queue_admin(struct queue *q, enum queue_admin_op op, const char *id, const char *domain,
     int64_t now, queue_admin_fn *done, void *arg)
+{
+	return queue_admin_skip(q, op, id, domain, now, NULL, 0, done, arg);
+}
+
+int queue_admin_skip(struct queue *q, enum queue_admin_op op, const char *id,
+    const char *domain, int64_t now, const char (*skip)[QUEUE_ID_LEN + 1], size_t nskip,
+    queue_admin_fn *done, void *arg)
 {
 	struct queue_job *job;
 
@@ -178,9 +195,14 @@ int queue_admin(struct queue *q, enum queue_admin_op op, const char *id, const c
 	job->arg = arg;
 	if (id)
 		memcpy(job->admin_id, id, QUEUE_ID_LEN + 1);
-	if (domain && !(job->admin_domain = strdup(domain))) {
+	if ((domain && !(job->admin_domain = strdup(domain))) ||
+	    (nskip && !(job->admin_skip = calloc(nskip, sizeof *job->admin_skip)))) {
+		free(job->admin_domain);
 		free(job);
 		return -1;
 	}
+	if (nskip)
+		memcpy(job->admin_skip, skip, nskip * sizeof *skip);
+	job->admin_nskip = nskip;
 	return queue_submit(q, job);
 }

@@ -138,6 +138,14 @@ enum queue_admin_op { QUEUE_ADMIN_FLUSH, QUEUE_ADMIN_HOLD, QUEUE_ADMIN_RELEASE,
 typedef void queue_admin_fn(void *arg, enum queue_status status, unsigned count);
 int queue_admin(struct queue *q, enum queue_admin_op op, const char *id, const char *domain,
     int64_t now, queue_admin_fn *done, void *arg);
+/*
+ * The same, passing over the messages skip[0..nskip) (those out for delivery:
+ * their result will place them in the schedule, and a flush now would leave
+ * them there twice).  skip is copied.
+ */
+int queue_admin_skip(struct queue *q, enum queue_admin_op op, const char *id,
+    const char *domain, int64_t now, const char (*skip)[QUEUE_ID_LEN + 1], size_t nskip,
+    queue_admin_fn *done, void *arg);
 
 /*
  * Counters that outlive restarts (an upstream's quota windows), by name: a

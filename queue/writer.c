@@ -365,6 +365,7 @@ void queue_dispatch(struct queue *q)
 		queue_spool_free(job->spool);
 		free(job->counter_name);
 		free(job->admin_domain);
+		free(job->admin_skip);
 		free(job);
 		job = next;
 	}

@@ -30,7 +30,9 @@
 #include "relayd/log.h"
 
 #define CONTROL_LINE_MAX 300
-#define CONTROL_TIMEOUT 10
+#define CONTROL_TIMEOUT 10		/* for the request line */
+#define CONTROL_ANSWER_TIMEOUT 60	/* for the answer to be taken */
+#define ACTIVE_IDS_MAX 1000		/* delivery's ACTIVE_MAX */
 
 struct control {
 	struct evconnlistener *evl;
@@ -47,6 +49,7 @@ struct control_conn {
 	enum queue_admin_op op;
 	int waiting;		/* the queue has the request */
 	int gone;		/* the client left meanwhile: free when the answer comes */
+	int answered;		/* free once the answer is written */
 };
 
 static const char *const op_names[] = { "flush", "hold", "release", "delete" };
@@ -75,6 +78,7 @@ static void reply(struct control_conn *cc, const char *fmt, ...)
 	evbuffer_add_vprintf(bufferevent_get_output(cc->bev), fmt, ap);
 	va_end(ap);
 	bufferevent_disable(cc->bev, EV_READ);
+	cc->answered = 1;
 }
 
 static void admin_done(void *arg, enum queue_status status, unsigned count)
@@ -119,14 +123,29 @@ static void command(struct control_conn *cc, char *line)
 		return;
 	}
 	cc->op = (enum queue_admin_op)op;
-	if (queue_admin(cc->ctl->queue, cc->op, id, domain, (int64_t)time(NULL), admin_done,
-	    cc) < 0) {
+	/* Messages out for delivery now: their result places them in the schedule. */
+	static char active[ACTIVE_IDS_MAX][QUEUE_ID_LEN + 1];
+	size_t nactive = delivery_active_ids(cc->ctl->delivery, active, ACTIVE_IDS_MAX);
+	if (id && (op == QUEUE_ADMIN_FLUSH || op == QUEUE_ADMIN_RELEASE))
+		for (size_t i = 0; i < nactive; i++)
+			if (strcmp(active[i], id) == 0) {
+				reply(cc, "error %s is being delivered right now: try again when this "
+				    "attempt is over\n", id);
+				return;
+			}
+	if (queue_admin_skip(cc->ctl->queue, cc->op, id, domain, (int64_t)time(NULL),
+	    (const char (*)[QUEUE_ID_LEN + 1])active, nactive, admin_done, cc) < 0) {
 		reply(cc, "error %s\n", id ? "no such queue id" : "out of memory");
 		return;
 	}
 	cc->waiting = 1;
+	/* The answer may take a while (a big queue): no read timeout, no more input. */
+	bufferevent_disable(cc->bev, EV_READ);
+	struct timeval answer = { CONTROL_ANSWER_TIMEOUT, 0 };
+	bufferevent_set_timeouts(cc->bev, NULL, &answer);
+	char esc[CONTROL_LINE_MAX * 4 + 1];
 	log_info("relayctl: %s %s%s", op_names[op], id ? id : domain ? "--domain " : "(all)",
-	    domain ? domain : "");
+	    domain ? log_escape(esc, sizeof esc, domain, strlen(domain)) : "");
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
@@ -153,8 +172,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
 static void write_cb(struct bufferevent *bev, void *arg)
 {
 	struct control_conn *cc = arg;
+	(void)bev;
 	/* The answer is out: done. */
-	if (!cc->waiting && !(bufferevent_get_enabled(bev) & EV_READ))
+	if (!cc->waiting && cc->answered)
 		conn_free(cc);
 }
 
@@ -201,13 +221,16 @@ struct control *control_new(struct event_base *base, const char *path, struct qu
 	memcpy(sa.sun_path, path, strlen(path));
 	ctl->queue = queue;
 	ctl->delivery = delivery;
-	/* A socket left by a relayd that died: the queue's lock says none runs now. */
-	unlink(path);
+	/* A socket left by a relayd that died (the queue's lock says none runs now);
+	 * anything else there is not ours to remove. */
+	struct stat st;
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path);
 	mode_t old = umask(0077);	/* no moment with the socket open to others */
 	ctl->evl = evconnlistener_new_bind(base, accept_cb, ctl,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16, (struct sockaddr *)&sa, sizeof sa);
 	umask(old);
-	if (ctl->evl && chmod(path, 0600) < 0)
+	if (ctl->evl && chmod(path, 0600) < 0)	/* bind made it 0700 under that umask */
 		log_warn("control %s: chmod: %s", path, strerror(errno));
 	if (!ctl->evl) {
 		snprintf(err, errlen, "control %s: %s", path, strerror(errno));

@@ -144,6 +144,11 @@ static int start_message(struct delivery *d, const char *id, int64_t due)
 		free(m);
 		return -1;
 	}
+	if (m->env->held) {	/* held (relayctl) since the schedule was read: not now */
+		queue_envelope_free(m->env);
+		free(m);
+		return 0;
+	}
 	m->ups = d->upstreams;	/* its routes index these, whatever a reload does meanwhile */
 	d->refs++;
 	/* A recipient without a way out is decided at once, in a job of no upstream. */
@@ -367,6 +372,15 @@ void delivery_stop(struct delivery *d, int now, void (*stopped)(void *), void *a
 		d->stopped = NULL;
 		stopped(arg);
 	}
+}
+
+size_t delivery_active_ids(const struct delivery *d, char (*ids)[QUEUE_ID_LEN + 1],
+    size_t max)
+{
+	size_t n = 0;
+	for (const struct delivery_msg *m = d ? d->active : NULL; m && n < max; m = m->next)
+		memcpy(ids[n++], m->id, QUEUE_ID_LEN + 1);
+	return n;
 }
 
 int delivery_busy(const struct delivery *d)

@@ -133,6 +133,9 @@ void delivery_kick(struct delivery *d);
  */
 #define DELIVERY_STOP_GRACE 10
 void delivery_stop(struct delivery *d, int now, void (*stopped)(void *), void *arg);
+/* The ids of the messages out for delivery now (at most max); how many. */
+size_t delivery_active_ids(const struct delivery *d, char (*ids)[QUEUE_ID_LEN + 1],
+    size_t max);
 /* 1 while transactions are in flight or their results are being written. */
 int delivery_busy(const struct delivery *d);
 void delivery_free(struct delivery *d);

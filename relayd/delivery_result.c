@@ -285,7 +285,7 @@ static void msg_finish(struct delivery_msg *m)
 			    .status = "4.4.7", .diagnostic = r->last_relay ? r->last_reply : NULL,
 			    .reason = r->last_relay ? NULL : r->last_reply,
 			    .last_attempt = r->last_attempt,
-			    .hint = hint_for(conf, NULL, r->last_reply) };
+			    .hint = hint_for_reply(conf, r->last_reply) };
 		}
 	}
 	struct queue_envelope *benv = NULL;

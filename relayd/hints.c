@@ -8,6 +8,9 @@
  */
 #include "relayd/hints.h"
 
+#include "relayd/smtp_reply.h"
+
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -95,4 +98,15 @@ const char *hint_for(const struct config *conf, const char *dsn, const char *tex
 		if (matches(builtin[i].code, builtin[i].words, dsn, text))
 			return builtin[i].hint;
 	return NULL;
+}
+
+const char *hint_for_reply(const struct config *conf, const char *reply)
+{
+	char dsn[16];
+	int code = reply && reply[0] >= '2' && reply[0] <= '5' ? atoi(reply) : 0;
+
+	if (!reply || code / 100 == 2)
+		return NULL;
+	smtp_reply_dsn(code, strlen(reply) > 4 ? reply + 4 : "", dsn);
+	return hint_for(conf, code ? dsn : NULL, reply);
 }

@@ -10,5 +10,7 @@
 
 /* The hint for a reply (its enhanced code and whole text), or NULL. */
 const char *hint_for(const struct config *conf, const char *dsn, const char *text);
+/* The same for a stored reply ("452 4.2.2 …"): its code read from the text. */
+const char *hint_for_reply(const struct config *conf, const char *reply);
 
 #endif

@@ -127,10 +127,16 @@ static void raise_fd_limit(unsigned max_clients)
 static void write_pid_file(const char *path)
 {
 	char buf[32];
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	struct stat st;
+	/* Not through a link, not blocking on a FIFO, only a plain file of its own. */
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
 	int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
 
-	if (fd < 0 || write(fd, buf, (size_t)n) != n)
+	if (fd < 0)
+		fatal("pid_file %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1)
+		fatal("pid_file %s: not a plain file", path);
+	if (ftruncate(fd, 0) < 0 || write(fd, buf, (size_t)n) != n)
 		fatal("pid_file %s: %s", path, strerror(errno));
 	close(fd);
 }

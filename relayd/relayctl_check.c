@@ -33,6 +33,7 @@ struct conv {
 	char buf[CHECK_REPLY_MAX];
 	size_t len;
 	char reply[CHECK_REPLY_MAX];	/* the last reply, lines joined by " / " */
+	char first[CHECK_REPLY_MAX];	/* its first line's text, after "NNN " */
 	int code;
 	int failed;
 };
@@ -42,11 +43,12 @@ static void step(struct conv *cv, int ok, const char *what, const char *fmt, ...
 static void step(struct conv *cv, int ok, const char *what, const char *fmt, ...)
 {
 	va_list ap;
-	printf("%-4s %-9s ", ok ? "OK" : "FAIL", what);
+	char text[CHECK_REPLY_MAX], esc[CHECK_REPLY_MAX];
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vsnprintf(text, sizeof text, fmt, ap);
 	va_end(ap);
-	printf("\n");
+	/* The server's words, escaped: a terminal is no place for its control bytes. */
+	printf("%-4s %-9s %s\n", ok ? "OK" : "FAIL", what, relayctl_esc(text, esc, sizeof esc));
 	cv->failed |= !ok;
 }
 
@@ -55,11 +57,14 @@ static int conv_read(struct conv *cv, char *p, size_t n)
 	return cv->ssl ? SSL_read(cv->ssl, p, (int)n) : (int)read(cv->fd, p, n);
 }
 
+static int conv_write(struct conv *cv, const char *p, size_t n)
+{
+	return cv->ssl ? SSL_write(cv->ssl, p, (int)n) == (int)n : write(cv->fd, p, n) == (ssize_t)n;
+}
+
 static int conv_send(struct conv *cv, const char *line)
 {
-	char out[1100];
-	int n = snprintf(out, sizeof out, "%s\r\n", line);
-	return cv->ssl ? SSL_write(cv->ssl, out, n) == n : write(cv->fd, out, (size_t)n) == n;
+	return conv_write(cv, line, strlen(line)) && conv_write(cv, "\r\n", 2);
 }
 
 /* One whole reply (continuation lines too) into cv->reply and cv->code; -1 on EOF. */
@@ -85,6 +90,8 @@ static int conv_reply(struct conv *cv)
 		memmove(cv->buf, nl + 1, cv->len - len - 1);
 		cv->len -= len + 1;
 		size_t used = strlen(cv->reply);
+		if (!used)
+			snprintf(cv->first, sizeof cv->first, "%s", strlen(line) > 4 ? line + 4 : "");
 		snprintf(cv->reply + used, sizeof cv->reply - used, "%s%s", used ? " / " : "", line);
 		if (strlen(line) < 4 || line[3] != '-') {
 			cv->code = atoi(line);
@@ -231,7 +238,8 @@ static int login(struct conv *cv, const struct conf_upstream *u, const char *ehl
 	char line[1100];
 	snprintf(line, sizeof line, "AUTH %s%s%s", mech, initial ? " " : "", initial ? initial : "");
 	for (code = command(cv, line); code == 334; code = command(cv, response)) {
-		if (auth_client_step(ac, cv->reply + 4, &response, err, sizeof err) < 0) {
+		if (auth_client_step(ac, cv->first, &response, err, sizeof err) < 0) {
+			step(cv, 0, "AUTH", "%s", err);
 			command(cv, "*");
 			break;
 		}
@@ -254,8 +262,10 @@ int relayctl_check(const struct config *conf, const char *name, const char *from
 		    "configuration" : "direct has no host of its own: check an upstream");
 		return 2;
 	}
-	if (try_connect(&cv, u) < 0)
+	if (try_connect(&cv, u) < 0) {
+		printf("FAILED: relayd's deliveries through it will fail the same way\n");
 		return 1;
+	}
 	if (u->tls == CONF_TLS_IMPLICIT && start_tls(&cv, u) < 0)
 		goto done;
 	if (conv_reply(&cv) < 0 || cv.code != 220) {
@@ -272,8 +282,9 @@ int relayctl_check(const struct config *conf, const char *name, const char *from
 			goto done;
 		}
 		int code = command(&cv, "STARTTLS");
-		step(&cv, code == 220, "STARTTLS", "%s", cv.reply);
-		if (code != 220 || start_tls(&cv, u) < 0 || ehlo(&cv, conf->hostname) < 0)
+		step(&cv, code == 220 && cv.len == 0, "STARTTLS", "%s%s", cv.reply, cv.len ?
+		    " (and more plaintext after it: injection?)" : "");
+		if (code != 220 || cv.len || start_tls(&cv, u) < 0 || ehlo(&cv, conf->hostname) < 0)
 			goto done;
 	}
 	if (u->user && login(&cv, u, cv.reply) < 0)

@@ -13,7 +13,7 @@
 #include "relayd/hints.h"
 #include "relayd/log.h"
 #include "relayd/relayctl.h"
-#include "relayd/smtp_reply.h"
+#include "relayd/smtp_parse.h"
 #include "routes/routes.h"
 
 static const char *state_name(enum queue_rcpt_state st)
@@ -37,12 +37,7 @@ struct totals { unsigned long long bytes; unsigned messages; const struct config
 /* The hint about a stored reply ("550 5.7.1 …"), from its code and words. */
 const char *relayctl_hint(const struct config *conf, const char *reply)
 {
-	char dsn[16];
-	int code = reply && reply[0] >= '2' && reply[0] <= '5' ? atoi(reply) : 0;
-	if (!reply)
-		return NULL;
-	smtp_reply_dsn(code, reply, dsn);
-	return code / 100 == 2 ? NULL : hint_for(conf, code ? dsn : NULL, reply);
+	return hint_for_reply(conf, reply);
 }
 
 static int list_one(void *arg, const struct queue_envelope *env)
@@ -81,17 +76,34 @@ static int list_one(void *arg, const struct queue_envelope *env)
 	return 0;
 }
 
-/* s as a JSON string: quotes, backslashes and control characters escaped. */
+/* The length of the UTF-8 sequence at p if it is a valid one, else 0. */
+static size_t utf8_len(const unsigned char *p)
+{
+	size_t n = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : *p >= 0xc0 ? 2 : 0;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return n && smtp_utf8_valid(p, n) ? n : 0;
+}
+
+/* s as a JSON string: quotes, backslashes and control characters escaped, and a
+ * byte that is not valid UTF-8 (a reply cut mid-character) as U+FFFD. */
 static void json_str(const char *s)
 {
 	putchar('"');
 	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+		size_t n;
 		if (*p == '"' || *p == '\\')
 			printf("\\%c", *p);
 		else if (*p < 0x20 || *p == 0x7f)
 			printf("\\u%04x", *p);
-		else
+		else if (*p < 0x80)
 			putchar(*p);
+		else if ((n = utf8_len(p)) > 0) {
+			fwrite(p, 1, n, stdout);
+			p += n - 1;
+		} else
+			printf("\\ufffd");
 	}
 	putchar('"');
 }

@@ -57,6 +57,7 @@ struct smtp_client {
 	unsigned accepted;
 	int mail_failed;
 	uint32_t chunk;			/* next body chunk */
+	uint64_t body_read;		/* body bytes read from the queue so far */
 	int bol, prev_cr;		/* dot-stuffing state */
 	int body_done;
 	unsigned busy;			/* callbacks running: free later */

@@ -29,6 +29,8 @@ static int stuff_chunk(void *arg, const void *data, size_t len)
 	unsigned char *buf = malloc(len * 2 + 4);
 	size_t o = 0;
 
+	c->body_read += len;
+
 	if (!buf)
 		return -1;
 	for (size_t i = 0; i < len; i++) {
@@ -71,6 +73,12 @@ void tx_pump_body(struct smtp_client *c)
 		int r = queue_read_chunk(c->up->d->queue, c->job->env->id, c->chunk, stuff_chunk, &x);
 		if (r < 0) {
 			client_fail(c, 451, "4.3.0", "cannot read the message from the queue");
+			return;
+		}
+		if (r == 0 && c->body_read != c->job->env->size) {
+			/* Deleted (relayctl) while going out: never end a cut message with the dot. */
+			client_fail(c, 451, "4.3.0", "the message left the queue while it was being "
+			    "sent");
 			return;
 		}
 		if (r == 0) {
@@ -194,6 +202,7 @@ void tx_begin(struct smtp_client *c)
 	c->accepted = 0;
 	c->mail_failed = 0;
 	c->chunk = 0;
+	c->body_read = 0;
 	c->bol = 1;
 	c->prev_cr = 0;
 	c->body_done = 0;

@@ -155,6 +155,34 @@ def test_check_walks_an_upstream_step_by_step():
 
 
 @test
+def test_delete_or_flush_while_the_message_is_out():
+    # Deleted in the middle of a delivery: the upstream must not get a cut (empty) message;
+    # flushed in the middle: relayctl says it is out, rather than scheduling it twice.
+    with Upstream(delay={"RCPT": 2}) as u:
+        with running(extra=conf(u.port)) as r:
+            q1 = submit(r, ["bob@example.com"], BODY)
+            wait_for(lambda: u.sessions(), 10, what="the delivery")
+            rc, out = ctl(r, "flush", q1)
+            assert rc == 1 and "being delivered right now" in out, out
+            rc, out = ctl(r, "delete", q1)
+            assert rc == 0 and "delete: 1 message(s)" in out, out
+            wait_for(lambda: sent_line(r, q1, "bob@example.com"), 20, what="the end")
+            time.sleep(0.5)
+            assert u.messages(accepted=True) == [], u.messages()
+            assert r.queued_ids() == []
+
+
+@test
+def test_hint_by_code_in_show():
+    with Upstream(rcpt_replies={"*": ["452 4.2.2 Mailbox over quota"]}) as u:
+        with running(extra=conf(u.port)) as r:
+            qid = submit(r, ["bob@example.com"], BODY)
+            wait_for(lambda: sent_line(r, qid, "bob@example.com"), 20, what="a try")
+            rc, out = ctl(r, "show", qid)
+            assert "  hint: the recipient's mailbox is full" in out, out
+
+
+@test
 def test_wrong_requests_are_answered():
     with running(extra=conf(free_port())) as r:
         rc, out = ctl(r, "delete", "NOTANID")
