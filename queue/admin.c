@@ -3,8 +3,8 @@
  * now), delete, hold (out of the schedule, kept), release (due now again),
  * for one message, every message, or those with a pending recipient in a
  * domain.  Done by the writer thread in one transaction like every write;
- * finding a message's schedule entry walks the schedule, which is fine for
- * an admin's command.
+ * one message's schedule entries are found by walking the schedule, every
+ * message's through an index of it built once.
  */
 #include <errno.h>
 #include <lmdb.h>
@@ -44,6 +44,82 @@ static int unschedule_all(struct queue *q, MDB_txn *txn, const char *id, int *fo
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* Every schedule entry, sorted by id: a bulk operation finds a message's entries by
+ * bsearch instead of walking the schedule once per message. */
+struct sched_entry {
+	char id[QUEUE_ID_LEN];
+	int64_t due;
+};
+
+struct sched_index {
+	struct sched_entry *e;
+	size_t n;
+};
+
+static int by_id(const void *a, const void *b)
+{
+	return memcmp(a, b, QUEUE_ID_LEN);
+}
+
+static int index_schedule(struct queue *q, MDB_txn *txn, struct sched_index *ix)
+{
+	MDB_cursor *cur;
+	MDB_val key, val;
+	size_t cap = 0;
+	int rc = mdb_cursor_open(txn, q->db_sched, &cur);
+
+	if (rc != 0)
+		return rc;
+	for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+		if (key.mv_size != QUEUE_KEY_SCHED_LEN)
+			continue;
+		if (ix->n == cap) {
+			void *grown = reallocarray(ix->e, cap ? cap * 2 : 256, sizeof *ix->e);
+			if (!grown) {
+				rc = ENOMEM;
+				break;
+			}
+			ix->e = grown;
+			cap = cap ? cap * 2 : 256;
+		}
+		memcpy(ix->e[ix->n].id, (const char *)key.mv_data + 8, QUEUE_ID_LEN);
+		ix->e[ix->n++].due = (int64_t)queue_be64_get(key.mv_data);
+	}
+	mdb_cursor_close(cur);
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	if (ix->n > 1)
+		qsort(ix->e, ix->n, sizeof *ix->e, by_id);
+	return 0;
+}
+
+/* Remove id's entries: through the index when there is one, else by walking. */
+static int unschedule(struct queue *q, MDB_txn *txn, const struct sched_index *ix,
+    const char *id, int *found)
+{
+	if (!ix)
+		return unschedule_all(q, txn, id, found);
+	*found = 0;
+	if (ix->n == 0)
+		return 0;
+	struct sched_entry *hit = bsearch(id, ix->e, ix->n, sizeof *ix->e, by_id);
+	if (!hit)
+		return 0;
+	while (hit > ix->e && memcmp(hit[-1].id, id, QUEUE_ID_LEN) == 0)
+		hit--;
+	for (; hit < ix->e + ix->n && memcmp(hit->id, id, QUEUE_ID_LEN) == 0; hit++) {
+		unsigned char sched[QUEUE_KEY_SCHED_LEN];
+		MDB_val key = { sizeof sched, sched };
+		queue_key_sched(sched, hit->due, id);
+		int rc = mdb_del(txn, q->db_sched, &key, NULL);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return rc;
+		*found = 1;
+	}
+	return 0;
+}
+
 static int schedule_at(struct queue *q, MDB_txn *txn, const char *id, int64_t when)
 {
 	unsigned char sched[QUEUE_KEY_SCHED_LEN];
@@ -77,7 +153,7 @@ static int skipped(const struct queue_job *job, const char *id)
 
 /* One message: the operation; 1 when it changed something, 0 not, or -LMDB code. */
 static int admin_one(struct queue *q, MDB_txn *txn, const struct queue_job *job,
-    enum queue_admin_op op, const char *id, int64_t now)
+    const struct sched_index *ix, enum queue_admin_op op, const char *id, int64_t now)
 {
 	MDB_val key = { QUEUE_ID_LEN, (void *)id }, val;
 	int rc, found, held;
@@ -91,13 +167,13 @@ static int admin_one(struct queue *q, MDB_txn *txn, const struct queue_job *job,
 	case QUEUE_ADMIN_FLUSH:
 		if (held)
 			return 0;
-		if ((rc = unschedule_all(q, txn, id, &found)) != 0)
+		if ((rc = unschedule(q, txn, ix, id, &found)) != 0)
 			return -rc;
 		return (rc = schedule_at(q, txn, id, now)) != 0 ? -rc : 1;
 	case QUEUE_ADMIN_HOLD:
 		if (held)
 			return 0;
-		if ((rc = unschedule_all(q, txn, id, &found)) != 0)
+		if ((rc = unschedule(q, txn, ix, id, &found)) != 0)
 			return -rc;
 		val = (MDB_val){ 0, NULL };
 		return (rc = mdb_put(txn, q->db_hold, &key, &val, 0)) != 0 ? -rc : 1;
@@ -108,7 +184,7 @@ static int admin_one(struct queue *q, MDB_txn *txn, const struct queue_job *job,
 			return -rc;
 		return (rc = schedule_at(q, txn, id, now)) != 0 ? -rc : 1;
 	case QUEUE_ADMIN_DELETE:
-		if ((rc = unschedule_all(q, txn, id, &found)) != 0 ||
+		if ((rc = unschedule(q, txn, ix, id, &found)) != 0 ||
 		    (held && (rc = mdb_del(txn, q->db_hold, &key, NULL)) != 0) ||
 		    (rc = mdb_del(txn, q->db_msg, &key, NULL)) != 0 ||
 		    (rc = queue_del_prefixed(txn, q->db_rcpt, id)) != 0 ||
@@ -130,7 +206,7 @@ int queue_put_admin(struct queue *q, MDB_txn *txn, struct queue_job *job)
 
 	job->admin_count = 0;
 	if (job->admin_id[0]) {
-		if ((rc = admin_one(q, txn, job, op, job->admin_id, job->admin_now)) < 0)
+		if ((rc = admin_one(q, txn, job, NULL, op, job->admin_id, job->admin_now)) < 0)
 			return -rc;
 		job->admin_count = (unsigned)rc;
 		return 0;
@@ -159,16 +235,18 @@ int queue_put_admin(struct queue *q, MDB_txn *txn, struct queue_job *job)
 		free(ids);
 		return rc;
 	}
-	rc = 0;
+	struct sched_index ix = { NULL, 0 };
+	rc = index_schedule(q, txn, &ix);	/* entries are removed, never added to it */
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		if (job->admin_domain && !has_pending_in(q, txn, ids[i], job->admin_domain))
 			continue;
-		int r = admin_one(q, txn, job, op, ids[i], job->admin_now);
+		int r = admin_one(q, txn, job, &ix, op, ids[i], job->admin_now);
 		if (r < 0)
 			rc = -r;
 		else
 			job->admin_count += (unsigned)r;
 	}
+	free(ix.e);
 	free(ids);
 	return rc;
 }

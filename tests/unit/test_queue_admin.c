@@ -70,6 +70,12 @@ static void test_hold_release_flush(void)
 	CHECK(env && !env->held);
 	queue_envelope_free(env);
 	CHECK(admin(q, QUEUE_ADMIN_RELEASE, m[0].id, NULL, 4500) == 0);	/* not held */
+	/* Everything held: the schedule is empty, and a flush of all changes nothing. */
+	CHECK(admin(q, QUEUE_ADMIN_HOLD, NULL, NULL, 4600) == 2);
+	CHECK(admin(q, QUEUE_ADMIN_FLUSH, NULL, NULL, 4700) == 0);
+	CHECK(admin(q, QUEUE_ADMIN_RELEASE, NULL, "example.net", 4800) == 2);
+	due_at(q, INT64_MAX, 0, &s, &next);
+	CHECK(s.n == 2 && due_count(&s, m[0].id, &due) == 1 && due == 4800);
 	queue_close(q);
 	free_msgs(m, 2);
 }
