@@ -643,7 +643,10 @@ void smtp_server_accept(const struct server_listener *listener, evutil_socket_t 
 		int n = snprintf(msg, sizeof msg, "421 4.7.0 %s Error: too many connections, "
 		    "try again later\r\n", conf->hostname);
 		log_warn("refused [%s]:%u: %u sessions (max_clients)", text, port, srv->nsessions);
-		if (n > 0 && (size_t)n < sizeof msg && write(fd, msg, (size_t)n) < 0)
+		/* Plain SMTP only where the client speaks it first: not before a PROXY header
+		 * (the proxy would pass it on as ours) nor where TLS comes first. */
+		if (!listener->proxy && !listener->implicit_tls && n > 0 && (size_t)n < sizeof msg &&
+		    write(fd, msg, (size_t)n) < 0)
 			log_debug("refusal to [%s] not sent: %s", text, strerror(errno));
 		evutil_closesocket(fd);
 		return;

@@ -222,6 +222,22 @@ def test_plain_smtp_without_header_is_closed_without_greeting():
 
 
 @test
+def test_full_proxy_listener_closes_without_a_word():
+    # At max_clients a plain listener says 421; before a PROXY header relayd must not
+    # speak (HAProxy would hand the bytes to the client as the server's).
+    ctx, port = proxied_listener("max_clients 1\n")
+    with ctx as r:
+        wait_for_log(r, r"disconnect from")     # the harness's probe no longer counts
+        first = Client(port)
+        first.send(v1("203.0.113.7", 40000, dport=port))
+        first.expect(220)
+        c = Client(port)
+        assert refused_silently(c)
+        wait_for_log(r, r"refused \[127\.0\.0\.1\]:\d+: 1 sessions \(max_clients\)")
+        first.cmd("QUIT", 221)
+
+
+@test
 def test_malformed_headers_are_refused_at_once():
     bad = [
         b"PROXY TCP4 999.1.1.1 127.0.0.1 40000 25\r\n",
