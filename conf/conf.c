@@ -324,5 +324,8 @@ void conf_free(struct config *conf)
 	free(conf->control);
 	free(conf->resolver);
 	conf_free_hints(conf);
+	for (size_t i = 0; i < conf->ndnsbl; i++)
+		free(conf->dnsbl[i]);
+	free(conf->dnsbl);
 	free(conf);
 }

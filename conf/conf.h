@@ -62,6 +62,7 @@ struct conf_upstream {
 	int null_sender;		/* takes MAIL FROM:<> (default 1); 0: bounces skip it */
 	char *envelope_from;		/* MAIL FROM for every non-null sender, or NULL */
 	char *preset;			/* the provider preset it started from, or NULL */
+	const char *spf_include;	/* its preset's SPF include (static), or NULL */
 	unsigned max_per_hour;		/* recipients sent per hour, per day; 0: no quota */
 	unsigned max_per_day;
 	int line;			/* where the block starts, for messages */
@@ -134,6 +135,8 @@ struct config {
 					 * /etc/resolv.conf */
 	unsigned direct_port;		/* port of MX hosts for direct delivery, default 25 */
 	char *hints_file;		/* the site's own hints, or NULL */
+	char **dnsbl;			/* blocklist zones relayctl doctor asks; NULL: Spamhaus ZEN */
+	size_t ndnsbl;
 	struct conf_hint *hints;
 	size_t nhints;
 };

@@ -91,6 +91,7 @@ struct conf_preset {
 	int null_sender;		/* 0: refuses MAIL FROM:<> */
 	int sender_is_login;		/* MAIL FROM must be the login: envelope_from = user */
 	unsigned max_per_day;
+	const char *spf_include;	/* what a sender domain's SPF includes for it */
 };
 const struct conf_preset *conf_find_preset(const char *name);
 

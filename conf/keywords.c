@@ -355,6 +355,29 @@ static int conf_set_resolver(struct conf_parser *p, void *base, size_t offset, i
 	return conf_set_string(p, base, offset, argc, argv);
 }
 
+/* dnsbl zen.spamhaus.org bl.spamcop.net …: the lists relayctl doctor looks the IP up in. */
+static int conf_set_dnsbl(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	struct config *conf = base;
+
+	(void)offset;
+	if (!(conf->dnsbl = calloc((size_t)argc, sizeof *conf->dnsbl))) {
+		conf_error(p, "out of memory");
+		return -1;
+	}
+	for (int i = 0; i < argc; i++) {
+		if (!conf_valid_name(argv[i], ".-_", 200) || !strchr(argv[i], '.')) {
+			conf_error(p, "dnsbl: bad zone \"%s\"", argv[i]);
+			return -1;
+		}
+		if (conf_store_string(p, &conf->dnsbl[conf->ndnsbl], argv[i]) < 0)
+			return -1;
+		conf->ndnsbl++;
+	}
+	return 0;
+}
+
 static const struct conf_keyword conf_top_keywords[] = {
 	{ "hostname", conf_set_hostname, offsetof(struct config, hostname), 1, 1, CONF_ONCE },
 	{ "queue", conf_set_string, offsetof(struct config, queue_dir), 1, 1, CONF_ONCE },
@@ -408,6 +431,7 @@ static const struct conf_keyword conf_top_keywords[] = {
 	{ "resolver", conf_set_resolver, offsetof(struct config, resolver), 1, 1, CONF_ONCE },
 	{ "direct_port", conf_set_port, offsetof(struct config, direct_port), 1, 1, CONF_ONCE },
 	{ "hints_file", conf_set_path, offsetof(struct config, hints_file), 1, 1, CONF_ONCE },
+	{ "dnsbl", conf_set_dnsbl, offsetof(struct config, dnsbl), 1, CONF_ARGS_MAX, CONF_ONCE },
 };
 
 _Static_assert(sizeof conf_top_keywords / sizeof conf_top_keywords[0] <= CONF_KEYWORDS_MAX,

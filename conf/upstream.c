@@ -169,6 +169,7 @@ static int apply_preset(struct conf_parser *p, struct conf_upstream *u)
 
 	if (!pr)
 		return 0;
+	u->spf_include = pr->spf_include;
 	if (!u->host && conf_store_string(p, &u->host, pr->host) < 0)
 		return -1;
 	if (!conf_seen(p, "tls")) {

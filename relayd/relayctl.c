@@ -21,6 +21,7 @@ void relayctl_usage(void)
 	    "       relayctl [-c FILE] stats [--by domain|upstream|sender]\n"
 	    "       relayctl [-c FILE] route ADDRESS [--from SENDER]\n"
 	    "       relayctl [-c FILE] check UPSTREAM [--from SENDER --to RECIPIENT]\n"
+	    "       relayctl [-c FILE] doctor [--ip IP] [--domain DOMAIN]\n"
 	    "       relayctl [-c FILE] flush [ID... | --domain DOMAIN]\n"
 	    "       relayctl [-c FILE] hold|release|delete|requeue ID... | --domain DOMAIN\n");
 	exit(2);
@@ -56,7 +57,23 @@ int main(int argc, char **argv)
 		conf_free(conf);
 		return rc;
 	}
-	static const char *const admin[] = { "flush", "hold", "release", "delete", "requeue" };
+	if (strcmp(argv[0], "doctor") == 0) {
+		const char *ip = NULL, *domain = NULL;
+		for (int i = 1; i + 1 < argc; i += 2) {
+			if (strcmp(argv[i], "--ip") == 0)
+				ip = argv[i + 1];
+			else if (strcmp(argv[i], "--domain") == 0)
+				domain = argv[i + 1];
+			else
+				relayctl_usage();
+		}
+		if ((!ip && !domain) || argc % 2 == 0)
+			relayctl_usage();
+		int rc = relayctl_doctor(conf, ip, domain);
+		conf_free(conf);
+		return rc;
+	}
+		static const char *const admin[] = { "flush", "hold", "release", "delete", "requeue" };
 	for (size_t i = 0; i < sizeof admin / sizeof admin[0]; i++)
 		if (strcmp(argv[0], admin[i]) == 0) {
 			int rc = relayctl_admin(conf, argv[0], argc - 1, argv + 1);

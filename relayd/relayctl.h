@@ -1,7 +1,8 @@
 /*
  * relayctl — the admin's tool, in files by command: relayctl.c (options,
  * dispatch), relayctl_queue.c (queue, show, stats), relayctl_route.c
- * (route), relayctl_check.c (an upstream step by step), relayctl_admin.c
+ * (route), relayctl_check.c (an upstream step by step), relayctl_doctor.c (the
+ * sender's DNS), relayctl_admin.c
  * (flush, hold, release, delete through the control socket).  Reading goes
  * through queue/ read-only.
  */
@@ -27,6 +28,9 @@ int relayctl_route(const struct config *conf, struct queue *q, const char *rcpt,
 /* relayctl_check.c: an upstream step by step; 0 all OK, 1 a step failed, 2 usage. */
 int relayctl_check(const struct config *conf, const char *name, const char *from,
     const char *to);
+
+/* relayctl_doctor.c: the IP's PTR and blocklists, the domain's MX, SPF, DMARC. */
+int relayctl_doctor(const struct config *conf, const char *ip, const char *domain);
 
 /* relayctl_admin.c: flush / hold / release / delete / requeue through relayd. */
 int relayctl_admin(const struct config *conf, const char *cmd, int argc, char **argv);

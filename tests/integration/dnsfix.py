@@ -33,20 +33,27 @@ def _free_udp_and_tcp_port():
 
 
 class Dns:
-    def __init__(self, mx=(), hosts=(), null_mx=(), zone="test"):
+    def __init__(self, mx=(), hosts=(), null_mx=(), txt=(), ptr=(), zone="test"):
         """mx: (domain, host, preference); hosts: (name, address); null_mx: domains
-        that publish "MX 0 ." (RFC 7505)."""
+        that publish "MX 0 ." (RFC 7505); txt: (name, text); ptr: (address, name)."""
         self.port = _free_udp_and_tcp_port()
         self.dir = tempfile.mkdtemp(prefix="dns-test-")
         args = [DNSMASQ, "--keep-in-foreground", "--port=%d" % self.port,
                 "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv",
                 "--no-hosts", "--conf-file=/dev/null", "--local=/%s/" % zone,
+                "--local=/in-addr.arpa/",
                 "--pid-file=%s" % os.path.join(self.dir, "pid"), "--log-facility=-",
                 "--user=%s" % ("root" if os.geteuid() == 0 else os.environ.get("USER", ""))]
         for domain, host, pref in mx:
             args.append("--mx-host=%s,%s,%d" % (domain, host, pref))
         for name, addr in hosts:
             args.append("--host-record=%s,%s" % (name, addr))
+        for name, text in txt:      # one string: no commas (dnsmasq splits strings there)
+            assert "," not in text, text
+            args.append("--txt-record=%s,%s" % (name, text))
+        for addr, name in ptr:
+            rev = ".".join(reversed(addr.split("."))) + ".in-addr.arpa"
+            args.append("--ptr-record=%s,%s" % (rev, name))
         for domain in null_mx:
             # MX RDATA: preference 0, then the root name (one zero byte).
             args.append("--dns-rr=%s,15,000000" % domain)
