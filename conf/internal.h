@@ -79,6 +79,10 @@ int conf_seen(const struct conf_parser *p, const char *keyword);
 /* Letters, digits and the characters in extra; 1..max bytes. */
 int conf_valid_name(const char *s, const char *extra, size_t max);
 int conf_store_string(struct conf_parser *p, char **field, const char *value);
+/* argv[0..argc) into a new *list (count in *n), each checked by valid, else the error
+ * "KEYWORD: \"WORD\" is not WHAT". */
+int conf_store_words(struct conf_parser *p, char ***list, size_t *n, int argc, char **argv,
+    int (*valid)(const char *), const char *what);
 conf_set_fn conf_set_string, conf_set_path, conf_set_count, conf_set_port, conf_set_timeout,
     conf_set_yes_no, conf_set_address;
 

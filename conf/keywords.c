@@ -355,27 +355,38 @@ static int conf_set_resolver(struct conf_parser *p, void *base, size_t offset, i
 	return conf_set_string(p, base, offset, argc, argv);
 }
 
+int conf_store_words(struct conf_parser *p, char ***list, size_t *n, int argc, char **argv,
+    int (*valid)(const char *), const char *what)
+{
+	if (!(*list = calloc((size_t)argc, sizeof **list))) {
+		conf_error(p, "out of memory");
+		return -1;
+	}
+	for (int i = 0; i < argc; i++) {
+		if (!valid(argv[i])) {
+			conf_error(p, "%s: \"%s\" is not %s", p->keyword, argv[i], what);
+			return -1;
+		}
+		if (conf_store_string(p, &(*list)[*n], argv[i]) < 0)
+			return -1;
+		(*n)++;
+	}
+	return 0;
+}
+
+static int valid_zone(const char *s)
+{
+	return conf_valid_name(s, ".-_", 200) && strchr(s, '.');
+}
+
 /* dnsbl zen.spamhaus.org bl.spamcop.net …: the lists relayctl doctor looks the IP up in. */
 static int conf_set_dnsbl(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv)
 {
 	struct config *conf = base;
-
 	(void)offset;
-	if (!(conf->dnsbl = calloc((size_t)argc, sizeof *conf->dnsbl))) {
-		conf_error(p, "out of memory");
-		return -1;
-	}
-	for (int i = 0; i < argc; i++) {
-		if (!conf_valid_name(argv[i], ".-_", 200) || !strchr(argv[i], '.')) {
-			conf_error(p, "dnsbl: bad zone \"%s\"", argv[i]);
-			return -1;
-		}
-		if (conf_store_string(p, &conf->dnsbl[conf->ndnsbl], argv[i]) < 0)
-			return -1;
-		conf->ndnsbl++;
-	}
-	return 0;
+	return conf_store_words(p, &conf->dnsbl, &conf->ndnsbl, argc, argv, valid_zone,
+	    "a DNS zone");
 }
 
 static const struct conf_keyword conf_top_keywords[] = {

@@ -88,32 +88,22 @@ static int conf_set_tls(struct conf_parser *p, void *base, size_t offset, int ar
  * one of these go to the next upstream of the route instead of bouncing
  * (Gmail's "550 5.7.1 … not authorized" to a direct delivery).
  */
+static int valid_code_prefix(const char *c)
+{
+	int ok = (c[0] == '4' || c[0] == '5') && (c[1] == '\0' || c[1] == '.');
+	for (int dots = 0; ok && *++c; )
+		ok = isdigit((unsigned char)*c) ? 1 : *c == '.' && ++dots < 3 && c[1] &&
+		    c[-1] != '.';
+	return ok;
+}
+
 static int conf_set_failover_on(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv)
 {
 	struct conf_upstream *u = base;
-
 	(void)offset;
-	if (!(u->failover_on = calloc((size_t)argc, sizeof *u->failover_on))) {
-		conf_error(p, "out of memory");
-		return -1;
-	}
-	for (int i = 0; i < argc; i++) {
-		const char *c = argv[i];
-		int ok = (c[0] == '4' || c[0] == '5') && (c[1] == '\0' || c[1] == '.');
-		for (int dots = 0; ok && *++c; )
-			ok = isdigit((unsigned char)*c) ? 1 : *c == '.' && ++dots < 3 && c[1] &&
-			    c[-1] != '.';
-		if (!ok) {
-			conf_error(p, "%s: \"%s\" is not an enhanced status code or prefix "
-			    "(5.7.1, 5.7, 4)", p->keyword, argv[i]);
-			return -1;
-		}
-		if (conf_store_string(p, &u->failover_on[u->nfailover_on], argv[i]) < 0)
-			return -1;
-		u->nfailover_on++;
-	}
-	return 0;
+	return conf_store_words(p, &u->failover_on, &u->nfailover_on, argc, argv,
+	    valid_code_prefix, "an enhanced status code or prefix (5.7.1, 5.7, 4)");
 }
 
 static int conf_set_preset(struct conf_parser *p, void *base, size_t offset, int argc,
