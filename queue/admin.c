@@ -188,7 +188,8 @@ static int admin_one(struct queue *q, MDB_txn *txn, const struct queue_job *job,
 		    (held && (rc = mdb_del(txn, q->db_hold, &key, NULL)) != 0) ||
 		    (rc = mdb_del(txn, q->db_msg, &key, NULL)) != 0 ||
 		    (rc = queue_del_prefixed(txn, q->db_rcpt, id)) != 0 ||
-		    (rc = queue_del_prefixed(txn, q->db_body, id)) != 0)
+		    (rc = queue_del_prefixed(txn, q->db_body, id)) != 0 ||
+		    (rc = queue_del_prefixed(txn, q->db_attempt, id)) != 0)
 			return -rc;
 		return 1;
 	}

@@ -53,8 +53,9 @@ struct queue {
 	 * while the map changes.  Only the writer thread writes.
 	 */
 	MDB_env *env;
-	MDB_dbi db_msg, db_body, db_rcpt, db_sched, db_counter, db_hold;
-	int no_counters, no_hold;	/* read-only, a queue from before those databases */
+	MDB_dbi db_msg, db_body, db_rcpt, db_sched, db_counter, db_hold, db_attempt, db_total;
+	/* read-only, a queue from before those databases */
+	int no_counters, no_hold, no_attempts, no_totals;
 	pthread_rwlock_t map_lock;
 	uint64_t map_size;		/* current */
 	uint64_t max_size;
@@ -91,7 +92,12 @@ void queue_read_end(struct queue *q, MDB_txn *txn);
  */
 int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job, int *gone);
 
-/* update.c: every record of dbi whose key starts with id (rcpt or body). */
+/* attempt.c: st's attempts appended to its recipients' histories in txn. */
+int queue_put_attempts(struct queue *q, MDB_txn *txn, const struct queue_envelope *st);
+/* total.c: st's attempts counted in their upstreams' totals in txn. */
+int queue_put_totals(struct queue *q, MDB_txn *txn, const struct queue_envelope *st);
+
+/* update.c: every record of dbi whose key starts with id (rcpt, body, attempt). */
 int queue_del_prefixed(MDB_txn *txn, MDB_dbi dbi, const char *id);
 
 /* read.c: id's envelope with its recipients, read in txn; NULL when absent or damaged. */

@@ -18,15 +18,23 @@
 
 #define DEFAULT_MAP_SIZE (256ULL << 20)
 
-/* "counter" and "hold" came later: a read-only open of an older queue goes on without. */
-static const char *const db_names[] = { "msg", "body", "rcpt", "sched", "counter", "hold" };
+/* Those from "counter" on came later: a read-only open of an older queue goes on without. */
+static const char *const db_names[] = { "msg", "body", "rcpt", "sched", "counter", "hold",
+	"attempt", "total" };
 #define DB_OPTIONAL 4
 
 static MDB_dbi *db_handle(struct queue *q, size_t i)
 {
 	MDB_dbi *dbs[] = { &q->db_msg, &q->db_body, &q->db_rcpt, &q->db_sched, &q->db_counter,
-		&q->db_hold };
+		&q->db_hold, &q->db_attempt, &q->db_total };
 	return dbs[i];
+}
+
+/* The flag that says optional database i is missing. */
+static int *db_absent(struct queue *q, size_t i)
+{
+	int *flags[] = { &q->no_counters, &q->no_hold, &q->no_attempts, &q->no_totals };
+	return flags[i - DB_OPTIONAL];
 }
 
 /* Create and open q->env with its databases; on failure q->env is NULL. */
@@ -66,7 +74,7 @@ static int env_open(struct queue *q, char *err, size_t errlen)
 		what = db_names[i];
 		rc = mdb_dbi_open(txn, db_names[i], q->readonly ? 0 : MDB_CREATE, db_handle(q, i));
 		if (rc == MDB_NOTFOUND && q->readonly && i >= DB_OPTIONAL) {
-			*(i == DB_OPTIONAL ? &q->no_counters : &q->no_hold) = 1;
+			*db_absent(q, i) = 1;
 			continue;
 		}
 		if (rc != 0)

@@ -44,6 +44,20 @@ struct queue_rcpt {
 /* The sender has been told this recipient is delayed (delay_warning). */
 #define QUEUE_RCPT_WARNED 1
 
+/*
+ * One delivery attempt for one recipient, as relayctl show lists them and
+ * the per-upstream totals count them.  Strings may be NULL.
+ */
+struct queue_attempt {
+	uint32_t rcpt;			/* index of the recipient in its message */
+	int64_t time;			/* unix seconds */
+	char *status;			/* sent, deferred, bounced, expired, failover */
+	char *upstream;			/* the configured upstream's name */
+	char *relay;			/* "host[ip]:port", or NULL when none answered */
+	char *dsn;			/* "4.4.1" */
+	char *reply;			/* the far end's words, or the local reason */
+};
+
 /* Everything about a message except its body. Strings are owned by the envelope. */
 struct queue_envelope {
 	char id[QUEUE_ID_LEN + 1];
@@ -61,6 +75,8 @@ struct queue_envelope {
 	size_t nrcpts;
 	int held;			/* relayctl hold: out of the schedule (read, not stored
 					 * in the record) */
+	struct queue_attempt *attempts;	/* queue_update(): attempts to add to its history */
+	size_t nattempts;
 };
 
 /* Commit outcomes. */
@@ -162,6 +178,19 @@ int queue_counter_put(struct queue *q, const char *name, const struct queue_coun
     queue_done_fn *done, void *arg);
 
 /*
+ * Delivery totals by upstream name, counted from the attempts of every
+ * queue_update() in the same transaction, kept across restarts.
+ */
+struct queue_total {
+	const char *name;
+	uint64_t sent, deferred, bounced, failover;	/* recipients' attempts */
+	int64_t last_ok, last_fail;	/* unix seconds of the last sent / other, or 0 */
+};
+typedef int queue_total_fn(void *arg, const struct queue_total *t);
+/* fn for each upstream in name order (fn returns non-zero to stop).  0, or -1. */
+int queue_totals(struct queue *q, queue_total_fn *fn, void *arg);
+
+/*
  * The schedule: fn(arg, id, due) for each message due at or before now, in
  * order of due time; fn returns non-zero to stop.  *next is set to the due
  * time of the first message after now, or -1 when there is none (or fn
@@ -186,6 +215,10 @@ void queue_dispatch(struct queue *q);
 /* Envelopes. */
 struct queue_envelope *queue_envelope_new(void);
 void queue_envelope_free(struct queue_envelope *env);
+/* Append an attempt to env->attempts (strings copied); -1 on allocation failure. */
+int queue_envelope_add_attempt(struct queue_envelope *env, const struct queue_attempt *a);
+/* Free the strings of one attempt (not the struct itself). */
+void queue_attempt_clear(struct queue_attempt *a);
 /* Append a recipient (strings copied); -1 on allocation failure. */
 int queue_envelope_add_rcpt(struct queue_envelope *env, const char *addr,
     const char *orcpt, unsigned notify);
@@ -198,6 +231,14 @@ typedef int queue_walk_fn(void *arg, const struct queue_envelope *env);
 int queue_walk(struct queue *q, queue_walk_fn *fn, void *arg);
 /* One message's envelope; NULL when absent. Free with queue_envelope_free(). */
 struct queue_envelope *queue_load(struct queue *q, const char *id);
+/*
+ * A message's attempt history, recipient by recipient, oldest first (the
+ * last QUEUE_ATTEMPTS_KEPT of each); gone with the message.  fn returns
+ * non-zero to stop.  0, or -1.
+ */
+#define QUEUE_ATTEMPTS_KEPT 25
+typedef int queue_attempt_fn(void *arg, const struct queue_attempt *a);
+int queue_attempts(struct queue *q, const char *id, queue_attempt_fn *fn, void *arg);
 /* The stored body of a message, passed to fn in chunks.  0, or -1 when absent. */
 typedef int queue_body_fn(void *arg, const void *data, size_t len);
 int queue_read_body(struct queue *q, const char *id, queue_body_fn *fn, void *arg);

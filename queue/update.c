@@ -21,7 +21,7 @@ static int del_key(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t len)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* Every record of db whose key starts with the id (rcpt or body). */
+/* Every record of db whose key starts with the id (rcpt, body, attempt). */
 int queue_del_prefixed(MDB_txn *txn, MDB_dbi dbi, const char *id)
 {
 	unsigned char sub[QUEUE_KEY_SUB_LEN];
@@ -34,7 +34,7 @@ int queue_del_prefixed(MDB_txn *txn, MDB_dbi dbi, const char *id)
 	queue_key_sub(sub, id, 0);
 	key = (MDB_val){ sizeof sub, sub };
 	rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-	while (rc == 0 && key.mv_size == sizeof sub && memcmp(key.mv_data, id, QUEUE_ID_LEN) == 0) {
+	while (rc == 0 && key.mv_size >= QUEUE_ID_LEN && memcmp(key.mv_data, id, QUEUE_ID_LEN) == 0) {
 		if ((rc = mdb_cursor_del(cur, 0)) != 0)
 			break;
 		rc = mdb_cursor_get(cur, &key, &val, MDB_GET_CURRENT);
@@ -55,6 +55,9 @@ int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job,
 	MDB_val key, val;
 	int rc;
 
+	/* The attempts happened, whatever became of the message meanwhile. */
+	if ((rc = queue_put_totals(q, txn, st)) != 0)
+		return rc;
 	/* The old entry goes first, so that no stale one can outlive its message. */
 	queue_key_sched(sched, job->old_due, st->id);
 	if ((rc = del_key(txn, q->db_sched, sched, sizeof sched)) != 0)
@@ -76,7 +79,8 @@ int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job,
 	if (job->new_due < 0) {
 		if ((rc = del_key(txn, q->db_msg, st->id, QUEUE_ID_LEN)) != 0 ||
 		    (held && (rc = del_key(txn, q->db_hold, st->id, QUEUE_ID_LEN)) != 0) ||
-		    (rc = queue_del_prefixed(txn, q->db_rcpt, st->id)) != 0)
+		    (rc = queue_del_prefixed(txn, q->db_rcpt, st->id)) != 0 ||
+		    (rc = queue_del_prefixed(txn, q->db_attempt, st->id)) != 0)
 			return rc;
 		return queue_del_prefixed(txn, q->db_body, st->id);
 	}
@@ -91,6 +95,8 @@ int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job,
 			return rc;
 		queue_record_rcpt_encode(&st->rcpts[i], val.mv_data);
 	}
+	if ((rc = queue_put_attempts(q, txn, st)) != 0)
+		return rc;
 	if (held)
 		return 0;	/* out of the schedule until released */
 	queue_key_sched(sched, job->new_due, st->id);

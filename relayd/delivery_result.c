@@ -137,6 +137,13 @@ void log_attempt(struct delivery_msg *m, const struct delivery_job *job,
 	    secs(b, t[2], sizeof t[2]), secs(c, t[3], sizeof t[3]), secs(d, t[4], sizeof t[4]),
 	    jr->dsn, status, one_line(jr->text, reply, sizeof reply), hint ? " hint=\"" : "",
 	    hint ? hint : "", hint ? "\"" : "");
+	/* The same, for the recipient's history in the queue and the upstream's totals. */
+	struct queue_attempt at = { .rcpt = (uint32_t)jr->index, .time = (int64_t)now,
+	    .status = (char *)status, .upstream = job->up ? job->up->conf->name : NULL,
+	    .relay = job->relay[0] && strcmp(job->relay, "none") ? (char *)job->relay : NULL,
+	    .dsn = (char *)jr->dsn, .reply = jr->text };
+	if (queue_envelope_add_attempt(m->env, &at) < 0)
+		log_warn("%s: out of memory for the attempt history", m->id);
 }
 
 /* When stopping, the last message out of flight says so. */

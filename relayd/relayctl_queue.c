@@ -167,14 +167,45 @@ static int print_body(void *arg, const void *data, size_t len)
 	return fwrite(data, 1, len, stdout) == len ? 0 : -1;
 }
 
+static int keep_attempt(void *arg, const struct queue_attempt *a)
+{
+	return queue_envelope_add_attempt(arg, a) < 0;
+}
+
+/* Recipient index's attempts of hist, from *at on (they come in recipient order). */
+static void print_history(const struct queue_envelope *hist, size_t *at, uint32_t index)
+{
+	char when[32], reply[1100], relay[300];
+
+	for (; *at < hist->nattempts && hist->attempts[*at].rcpt <= index; (*at)++) {
+		const struct queue_attempt *a = &hist->attempts[*at];
+		time_t t = (time_t)a->time;
+		struct tm tm;
+		if (a->rcpt != index)
+			continue;
+		localtime_r(&t, &tm);
+		strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+		printf("  %s %s upstream=%s relay=%s dsn=%s (%s)\n", when,
+		    a->status ? a->status : "?", a->upstream ? a->upstream : "none",
+		    a->relay ? relayctl_esc(a->relay, relay, sizeof relay) : "none",
+		    a->dsn ? a->dsn : "-", a->reply ? relayctl_esc(a->reply, reply, sizeof reply) : "");
+	}
+}
+
 int relayctl_show(struct queue *q, const struct config *conf, const char *id, int body)
 {
-	struct queue_envelope *env = queue_load(q, id);
+	struct queue_envelope *env = queue_load(q, id), *hist = queue_envelope_new();
 	char buf[1100], buf2[1100];
-	if (!env) {
-		fprintf(stderr, "relayctl: %s: no such message\n", id);
+	size_t at = 0;
+	if (!env || !hist) {
+		fprintf(stderr, "relayctl: %s: %s\n", id, env ? "out of memory" :
+		    "no such message");
+		queue_envelope_free(env);
+		queue_envelope_free(hist);
 		return 1;
 	}
+	if (queue_attempts(q, id, keep_attempt, hist) < 0)
+		fprintf(stderr, "relayctl: %s: cannot read the attempt history\n", id);
 	printf("id: %s\narrival: %lld\nsize: %llu\nsender: <%s>\n", env->id,
 	    (long long)env->arrival, (unsigned long long)env->size,
 	    relayctl_esc(env->sender, buf, sizeof buf));
@@ -205,8 +236,10 @@ int relayctl_show(struct queue *q, const struct config *conf, const char *id, in
 		const char *hint = relayctl_hint(conf, r->last_reply);
 		if (hint)
 			printf("  hint: %s\n", hint);
+		print_history(hist, &at, (uint32_t)i);
 	}
 	queue_envelope_free(env);
+	queue_envelope_free(hist);
 	if (body) {
 		printf("\n");
 		fflush(stdout);
@@ -296,8 +329,26 @@ static int by_total(const void *a, const void *b)
 	return x->total != y->total ? (x->total < y->total ? 1 : -1) : strcmp(x->key, y->key);
 }
 
+static int print_total(void *arg, const struct queue_total *t)
+{
+	char name[256];
+	int *first = arg;
+
+	if (*first) {
+		/* Attempts per recipient since the queue was made, as the log counts them. */
+		printf("\n%-32s %10s %10s %10s %10s\n", "upstream", "sent", "deferred", "bounced",
+		    "failover");
+		*first = 0;
+	}
+	printf("%-32.32s %10llu %10llu %10llu %10llu\n", relayctl_esc(t->name, name, sizeof name),
+	    (unsigned long long)t->sent, (unsigned long long)t->deferred,
+	    (unsigned long long)t->bounced, (unsigned long long)t->failover);
+	return 0;
+}
+
 int relayctl_stats(struct queue *q, const struct config *conf, const char *by)
 {
+	int first = 1;
 	struct shape sh = { .conf = conf, .by = by, .now = time(NULL) };
 	struct shape_row all = { "TOTAL", 0, { 0 } };
 
@@ -306,7 +357,8 @@ int relayctl_stats(struct queue *q, const struct config *conf, const char *by)
 		free(sh.rows);
 		return 1;
 	}
-	qsort(sh.rows, sh.n, sizeof *sh.rows, by_total);
+	if (sh.n)
+		qsort(sh.rows, sh.n, sizeof *sh.rows, by_total);
 	for (size_t i = 0; i < sh.n; i++) {
 		all.total += sh.rows[i].total;
 		for (size_t b = 0; b < NBUCKETS; b++)
@@ -325,5 +377,9 @@ int relayctl_stats(struct queue *q, const struct config *conf, const char *by)
 		printf("\n");
 	}
 	free(sh.rows);
+	if (queue_totals(q, print_total, &first) < 0) {
+		fprintf(stderr, "relayctl: cannot read the delivery totals\n");
+		return 1;
+	}
 	return 0;
 }

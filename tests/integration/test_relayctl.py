@@ -45,6 +45,13 @@ def test_stuck_message_found_explained_flushed():
         assert "  hint: nothing listens at that host and port" in out, out
         sock = os.path.join(r.dir, "queue", "control")
         assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+        rc, out = ctl(r, "flush")           # still down: a second try, in the history
+        wait_for(lambda: r.log_text().count("%s: to=<bob@example.com>" % qid) == 2, 20,
+                 what="a second try")
+        rc, out = ctl(r, "show", qid)
+        tries = re.findall(r"^  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d deferred upstream=up "
+                           r"relay=\S+ dsn=4\.\d\.\d \(.*Connection refused\)$", out, re.M)
+        assert len(tries) == 2, out
         with Upstream(port=port) as u:      # fixed: the upstream is back
             rc, out = ctl(r, "flush")
             assert rc == 0 and "flush: 1 message(s)" in out, out
@@ -52,6 +59,9 @@ def test_stuck_message_found_explained_flushed():
             assert len(u.messages()) == 1
         assert r.queued_ids() == []
         assert "relayctl: flush (all)" in r.log_text()
+        rc, out = ctl(r, "stats")           # the totals outlive the message
+        assert re.search(r"^upstream +sent +deferred +bounced +failover$", out, re.M), out
+        assert re.search(r"^up +1 +2 +0 +0$", out, re.M), out
 
 
 @test

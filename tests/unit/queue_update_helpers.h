@@ -33,7 +33,7 @@ struct msg {
 
 static inline void rcpt_addr(char *buf, size_t len, const char *id, size_t i)
 {
-	snprintf(buf, len, "r%zu-%s@example.net", i, id);
+	snprintf(buf, len, "r%zu-%.12s@example.net", i, id);
 }
 
 /* Build and commit m (its callback is counted like any other). */
@@ -43,7 +43,7 @@ static inline void commit_msg(struct queue *q, struct msg *m, int64_t arrival, s
 	struct queue_envelope *env = queue_envelope_new();
 	queue_new_id(q, env->id);
 	memcpy(m->id, env->id, sizeof m->id);
-	snprintf(m->sender, sizeof m->sender, "s-%s@example.org", m->id);
+	snprintf(m->sender, sizeof m->sender, "s-%.12s@example.org", m->id);
 	m->arrival = arrival;
 	m->nrcpts = nrcpts;
 	m->size = size;
