@@ -113,6 +113,8 @@ struct config {
 	char *user;			/* drop privileges to this user after binding */
 	char *pid_file;			/* written at start (after daemonizing), or NULL */
 	char *control;			/* relayctl's socket; NULL: QUEUE_DIR/control */
+	struct conf_listen http;	/* `http ADDR:PORT`: /metrics and the status page */
+	int has_http;			/* 0: off (the default) */
 	struct conf_file tls_cert;	/* PEM certificate (chain); STARTTLS offered when set */
 	struct conf_file tls_key;	/* PEM private key */
 	struct conf_file auth_sasldb;	/* Cyrus sasldb file of users */
@@ -158,5 +160,7 @@ int conf_parse_size(const char *s, uint64_t *bytes);
 int conf_parse_cidr(const char *s, struct conf_cidr *out);
 /* "127.0.0.1:2525", "[::1]:25", "*:2525" → socket address.  0 / -1. */
 int conf_parse_listen(const char *s, struct conf_listen *out);
+/* The `tls` word that selects m: "starttls", "tls", "may", "none". */
+const char *conf_tls_mode_name(enum conf_tls_mode m);
 
 #endif

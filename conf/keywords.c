@@ -295,6 +295,24 @@ static int conf_add_listen(struct conf_parser *p, void *base, size_t offset, int
 	return 0;
 }
 
+/* `http ADDR:PORT`: where /metrics and the status page are served. */
+static int conf_set_http(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	struct config *conf = base;
+
+	(void)offset;
+	(void)argc;
+	if (conf_parse_listen(argv[0], &conf->http) < 0) {
+		conf_error(p, "http: bad address \"%s\" (use 127.0.0.1:8025 or [::1]:8025)",
+		    argv[0]);
+		return -1;
+	}
+	conf->http.line = p->line;
+	conf->has_http = 1;
+	return 0;
+}
+
 static int conf_add_allow(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv)
 {
@@ -414,6 +432,7 @@ static const struct conf_keyword conf_top_keywords[] = {
 	{ "user", conf_set_string, offsetof(struct config, user), 1, 1, CONF_ONCE },
 	{ "pid_file", conf_set_path, offsetof(struct config, pid_file), 1, 1, CONF_ONCE },
 	{ "control", conf_set_path, offsetof(struct config, control), 1, 1, CONF_ONCE },
+	{ "http", conf_set_http, offsetof(struct config, http), 1, 1, CONF_ONCE },
 	{ "postmaster", conf_set_address, offsetof(struct config, postmaster), 1, 1, CONF_ONCE },
 	{ "tls_cert", conf_set_file, offsetof(struct config, tls_cert), 1, 1, CONF_ONCE },
 	{ "tls_key", conf_set_file, offsetof(struct config, tls_key), 1, 1, CONF_ONCE },

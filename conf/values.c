@@ -191,3 +191,14 @@ int conf_parse_listen(const char *s, struct conf_listen *out)
 	*out = l;
 	return 0;
 }
+
+const char *conf_tls_mode_name(enum conf_tls_mode m)
+{
+	switch (m) {
+	case CONF_TLS_STARTTLS: return "starttls";
+	case CONF_TLS_IMPLICIT: return "tls";
+	case CONF_TLS_MAY: return "may";
+	case CONF_TLS_NONE: return "none";
+	}
+	return "?";
+}

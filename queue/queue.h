@@ -208,6 +208,16 @@ struct queue_stats {
 };
 void queue_get_stats(struct queue *q, struct queue_stats *out);
 
+/* What the queue holds now, cheaply (no walk): for /metrics and the status page. */
+struct queue_summary {
+	uint64_t messages;		/* queued, held ones included */
+	uint64_t recipients;		/* of those messages, done or not */
+	uint64_t held;
+	int64_t oldest_arrival;		/* unix seconds, 0 when empty */
+	int64_t next_due;		/* the schedule's first entry, -1 when none */
+};
+int queue_summary(struct queue *q, struct queue_summary *s);
+
 /* Readable when commits have finished; then call queue_dispatch(). */
 int queue_notify_fd(const struct queue *q);
 void queue_dispatch(struct queue *q);

@@ -305,3 +305,45 @@ int queue_due(struct queue *q, int64_t now, queue_due_fn *fn, void *arg, int64_t
 	queue_read_end(q, txn);
 	return 0;
 }
+
+int queue_summary(struct queue *q, struct queue_summary *s)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_stat st;
+	MDB_val key, val;
+
+	memset(s, 0, sizeof *s);
+	s->next_due = -1;
+	if (queue_read_begin(q, &txn) != 0)
+		return -1;
+	if (mdb_stat(txn, q->db_msg, &st) == 0)
+		s->messages = st.ms_entries;
+	if (mdb_stat(txn, q->db_rcpt, &st) == 0)
+		s->recipients = st.ms_entries;
+	if (!q->no_hold && mdb_stat(txn, q->db_hold, &st) == 0)
+		s->held = st.ms_entries;
+	/* Ids sort by the time they were made: the first message is the oldest. */
+	if (mdb_cursor_open(txn, q->db_msg, &cur) == 0) {
+		if (mdb_cursor_get(cur, &key, &val, MDB_FIRST) == 0) {
+			struct queue_envelope env = { .sender = NULL };
+			uint32_t n;
+			if (queue_record_envelope_decode(val.mv_data, val.mv_size, &env, &n) == 0)
+				s->oldest_arrival = env.arrival;
+			free(env.sender);
+			free(env.envid);
+			free(env.client_addr);
+			free(env.helo);
+			free(env.auth_user);
+		}
+		mdb_cursor_close(cur);
+	}
+	if (mdb_cursor_open(txn, q->db_sched, &cur) == 0) {
+		if (mdb_cursor_get(cur, &key, &val, MDB_FIRST) == 0 &&
+		    key.mv_size == QUEUE_KEY_SCHED_LEN)
+			s->next_due = (int64_t)queue_be64_get(key.mv_data);
+		mdb_cursor_close(cur);
+	}
+	queue_read_end(q, txn);
+	return 0;
+}

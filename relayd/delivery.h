@@ -147,6 +147,9 @@ void delivery_free(struct delivery *d);
  */
 int delivery_reload(struct delivery *d, const struct config *conf, char *err, size_t errlen);
 
+/* quota.c: recipients up sent in its current hour and day windows (for /metrics). */
+void quota_used(const struct upstream *up, int64_t now, unsigned *hour, unsigned *day);
+
 /* smtp_client.c ↔ delivery.c */
 struct delivery_job *upstream_next_job(struct upstream *up);
 void delivery_job_done(struct delivery_job *job);

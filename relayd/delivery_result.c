@@ -15,6 +15,7 @@
 #include "relayd/delivery_internal.h"
 #include "relayd/hints.h"
 #include "relayd/log.h"
+#include "relayd/metrics.h"
 
 void msg_log(struct delivery_msg *m, const char *fmt, ...)
 {
@@ -144,6 +145,11 @@ void log_attempt(struct delivery_msg *m, const struct delivery_job *job,
 	    .dsn = (char *)jr->dsn, .reply = jr->text };
 	if (queue_envelope_add_attempt(m->env, &at) < 0)
 		log_warn("%s: out of memory for the attempt history", m->id);
+	if (jr->code / 100 == 2)
+		metrics_observe(&metrics.delivery, now - arrival);
+	else
+		metrics_failure((int64_t)now, m->id, env->rcpts[jr->index].addr, at.upstream,
+		    status, jr->dsn, jr->text, hint);
 }
 
 /* When stopping, the last message out of flight says so. */

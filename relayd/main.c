@@ -23,7 +23,9 @@
 #include "queue/queue.h"
 #include "relayd/control.h"
 #include "relayd/delivery.h"
+#include "relayd/http.h"
 #include "relayd/log.h"
+#include "relayd/metrics.h"
 #include "relayd/server.h"
 #include "relayd/tls.h"
 
@@ -250,11 +252,15 @@ int main(int argc, char **argv)
 
 	raise_fd_limit(conf->max_clients);
 	evthread_use_pthreads();
+	metrics_init(delivery_now());
 	struct event_base *base = event_base_new();
 	if (!base)
 		fatal("cannot create the event loop");
 	struct server srv;
 	if (server_bind(&srv, conf, base, err, sizeof err) < 0)
+		fatal("%s", err);
+	struct http *http = NULL;
+	if (conf->has_http && !(http = http_new(base, &conf->http, err, sizeof err)))
 		fatal("%s", err);
 	srv.tls_ctx = tls_ctx;
 	srv.auth = auth;
@@ -296,9 +302,11 @@ int main(int argc, char **argv)
 		log_warn("%s: relayctl cannot flush, hold, release or delete",
 		    control_path ? err : "out of memory");
 	free(control_path);
+	http_attach(http, &srv, queue);
 	log_info("relayd started: hostname %s, queue %s", conf->hostname, queue_dir);
 
 	int rc = server_run(&srv, queue);
+	http_free(http);	/* before the server and queue it shows */
 	server_free(&srv);
 	SSL_CTX_free(tls_ctx);
 	if (auth_worker_free(srv.auth_worker, 5000) < 0)

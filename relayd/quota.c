@@ -130,3 +130,11 @@ void quota_load_new(struct delivery *d)
 			load_one(d, up);
 	}
 }
+
+void quota_used(const struct upstream *up, int64_t now, unsigned *hour, unsigned *day)
+{
+	const struct queue_counter *q = &up->quota;
+
+	*hour = now >= q->hour_start && now < q->hour_start + HOUR ? q->hour_count : 0;
+	*day = now >= q->day_start && now < q->day_start + DAY ? q->day_count : 0;
+}

@@ -12,17 +12,6 @@
 #include "relayd/relayctl.h"
 #include "routes/routes.h"
 
-static const char *tls_name(enum conf_tls_mode m)
-{
-	switch (m) {
-	case CONF_TLS_STARTTLS: return "starttls";
-	case CONF_TLS_IMPLICIT: return "tls";
-	case CONF_TLS_MAY: return "may";
-	case CONF_TLS_NONE: return "none";
-	}
-	return "?";
-}
-
 /* An upstream's quota and how much of it is used, from the queue's counters (q may be NULL). */
 static void print_quota(struct queue *q, const struct conf_upstream *u)
 {
@@ -73,7 +62,7 @@ int relayctl_route(const struct config *conf, struct queue *q, const char *rcpt,
 		else
 			snprintf(where, sizeof where, "%s:%u", u->host, u->port);
 		printf("  %zu. %s: %s tls %s%s%s%s%s\n", i + 1, u->name, where,
-		    tls_name(u->tls), u->tls != CONF_TLS_NONE && u->tls != CONF_TLS_MAY ?
+		    conf_tls_mode_name(u->tls), u->tls != CONF_TLS_NONE && u->tls != CONF_TLS_MAY ?
 		    (u->verify ? ", verified" : ", not verified") : "",
 		    u->user ? ", user " : "", u->user ? u->user : "",
 		    u->null_sender ? "" : ", no bounces (null_sender no)");

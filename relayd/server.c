@@ -63,7 +63,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 	evtimer_add(srv->accept_pause, &pause);
 }
 
-static evutil_socket_t bind_one(const struct conf_listen *l, char *err, size_t errlen)
+evutil_socket_t server_bind_one(const struct conf_listen *l, char *err, size_t errlen)
 {
 	int family = l->addr.ss_family;
 	evutil_socket_t fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -98,7 +98,7 @@ int server_bind(struct server *srv, const struct config *conf, struct event_base
 		return -1;
 	}
 	for (size_t i = 0; i < conf->nlisten; i++) {
-		evutil_socket_t fd = bind_one(&conf->listen[i], err, errlen);
+		evutil_socket_t fd = server_bind_one(&conf->listen[i], err, errlen);
 		if (fd < 0)
 			return -1;
 		struct server_listener *sl = &srv->listeners[i];

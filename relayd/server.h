@@ -50,6 +50,8 @@ struct server {
 	struct event *signals[4];
 };
 
+/* A listening socket (non-blocking, close-on-exec) for l; -1 with err. */
+evutil_socket_t server_bind_one(const struct conf_listen *l, char *err, size_t errlen);
 /* Bind every `listen` address (before privileges are dropped); 0, or -1 with err. */
 int server_bind(struct server *srv, const struct config *conf, struct event_base *base,
     char *err, size_t errlen);

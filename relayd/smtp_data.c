@@ -13,6 +13,7 @@
 
 #include "relayd/delivery.h"
 #include "relayd/log.h"
+#include "relayd/metrics.h"
 #include "relayd/smtp_session.h"
 
 /*
@@ -85,16 +86,21 @@ static void commit_done(void *arg, enum queue_status status)
 	switch (status) {
 	case QUEUE_OK:
 		log_info("%s", s->accept_line);
+		metrics.messages++;
+		metrics.recipients += s->commit_nrcpts;
+		metrics_observe(&metrics.commit, delivery_monotonic() - s->commit_started);
 		s->messages++;
 		smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", s->commit_id);
 		delivery_kick(s->srv->delivery);
 		break;
 	case QUEUE_FULL:
+		metrics.commit_failed++;
 		log_warn("%s: not queued: queue map or disk full (452 4.3.1) from [%s]:%u",
 		    s->commit_id, s->client_addr, s->client_port);
 		smtp_reply(s, REPLY_STORAGE_FULL);
 		break;
 	case QUEUE_ERROR:
+		metrics.commit_failed++;
 		log_err("%s: not queued: storage error (451 4.3.0) from [%s]:%u",
 		    s->commit_id, s->client_addr, s->client_port);
 		smtp_reply(s, REPLY_STORAGE_ERROR);
@@ -146,6 +152,8 @@ static void data_end(struct smtp_session *s)
 	    (unsigned long long)queue_spool_size(s->spool), env->nrcpts);
 	s->accept_line = strdup(line);
 	memcpy(s->commit_id, env->id, sizeof s->commit_id);
+	s->commit_nrcpts = env->nrcpts;
+	s->commit_started = delivery_monotonic();
 
 	smtp_session_enter(s, SMTP_COMMIT);
 	bufferevent_disable(s->bev, EV_READ);
@@ -153,6 +161,7 @@ static void data_end(struct smtp_session *s)
 	struct queue_spool *spool = s->spool;
 	s->spool = NULL;
 	if (queue_commit(s->srv->queue, env, spool, commit_done, s) < 0) {
+		metrics.commit_failed++;
 		log_err("%s: not queued: out of memory (451 4.3.0) from [%s]:%u",
 		    s->commit_id, s->client_addr, s->client_port);
 		smtp_session_enter(s, SMTP_IDLE);

@@ -21,6 +21,7 @@
 
 #include "auth/auth.h"
 #include "relayd/log.h"
+#include "relayd/metrics.h"
 #include "relayd/proxy.h"
 #include "relayd/smtp_session.h"
 #include "relayd/tls.h"
@@ -642,6 +643,7 @@ void smtp_server_accept(const struct server_listener *listener, evutil_socket_t 
 		char msg[512];
 		int n = snprintf(msg, sizeof msg, "421 4.7.0 %s Error: too many connections, "
 		    "try again later\r\n", conf->hostname);
+		metrics.connections_refused++;
 		log_warn("refused [%s]:%u: %u sessions (max_clients)", text, port, srv->nsessions);
 		/* Plain SMTP only where the client speaks it first: not before a PROXY header
 		 * (the proxy would pass it on as ours) nor where TLS comes first. */
@@ -666,6 +668,7 @@ void smtp_server_accept(const struct server_listener *listener, evutil_socket_t 
 		s->next->prev = s;
 	srv->sessions = s;
 	srv->nsessions++;
+	metrics.connections++;
 
 	if (listener->proxy)
 		proxy_wait(s, fd);	/* state SMTP_PROXY, the first of every session */

@@ -100,6 +100,8 @@ struct smtp_session {
 	int data_in_long_line;		/* inside a text line already over the limit */
 	char *accept_line;		/* the acceptance log line, written once committed */
 	char commit_id[QUEUE_ID_LEN + 1];
+	size_t commit_nrcpts;		/* for the counters, once committed */
+	double commit_started;		/* monotonic seconds at the final dot */
 };
 
 /* Reply table: code, enhanced code, text (RFC 3463 codes on every reply). */
