@@ -132,6 +132,7 @@ struct config {
 	unsigned retry_max;		/* retries at most this far apart, default 3600 */
 	unsigned queue_lifetime;	/* a recipient expires after this, default 5 days */
 	unsigned delay_warning;		/* warn the sender after this; 0 (default): never */
+	int soft_bounce;		/* permanent failures are deferred instead (Postfix's) */
 	char *routes_file;		/* qmail smtproutes file, or NULL */
 	char *resolver;			/* DNS server for direct delivery, "addr[:port]"; NULL:
 					 * /etc/resolv.conf */

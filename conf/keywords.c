@@ -454,6 +454,8 @@ static const struct conf_keyword conf_top_keywords[] = {
 	{ "retry_max", conf_set_timeout, offsetof(struct config, retry_max), 1, 1, CONF_ONCE },
 	{ "queue_lifetime", conf_set_timeout, offsetof(struct config, queue_lifetime), 1, 1,
 	    CONF_ONCE },
+	{ "soft_bounce", conf_set_yes_no, offsetof(struct config, soft_bounce), 1, 1,
+	    CONF_ONCE },
 	{ "delay_warning", conf_set_timeout, offsetof(struct config, delay_warning), 1, 1,
 	    CONF_ONCE },
 	{ "upstream", conf_open_upstream, offsetof(struct config, upstreams), 1, 1, CONF_BLOCK },

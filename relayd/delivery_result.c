@@ -201,6 +201,25 @@ static int make_report(struct delivery *d, struct delivery_msg *m, struct bounce
 	return 0;
 }
 
+/*
+ * soft_bounce: what would bounce (a 5xx, or the end of queue_lifetime) is
+ * deferred instead and says so, with a 4.x.x code, as Postfix does.
+ */
+static void soften(struct job_rcpt *jr, int expired)
+{
+	char *text = NULL;
+
+	if (jr->code / 100 == 5) {
+		jr->code = 450;
+		jr->dsn[0] = '4';
+	}
+	if (asprintf(&text, "%s; soft_bounce%s", jr->text ? jr->text : "",
+	    expired ? ": queue_lifetime is over" : "") >= 0) {
+		free(jr->text);
+		jr->text = text;
+	}
+}
+
 /* Every job of m is back: decide each recipient, write, then log the end. */
 static void msg_finish(struct delivery_msg *m)
 {
@@ -240,13 +259,17 @@ static void msg_finish(struct delivery_msg *m)
 			free(r->last_relay);
 			r->last_relay = job->relay[0] && strcmp(job->relay, "none") ?
 			    strdup(job->relay) : NULL;
+			int expired = inow - env->arrival >= (int64_t)conf->queue_lifetime;
+			if (conf->soft_bounce && jr->code / 100 != 2 &&
+			    (jr->code / 100 == 5 || expired))
+				soften(jr, expired);
 			if (jr->code / 100 == 2) {
 				r->state = QUEUE_RCPT_SENT;
 				status = "sent";
 			} else if (jr->code / 100 == 5) {
 				r->state = QUEUE_RCPT_BOUNCED;
 				status = "bounced";
-			} else if (inow - env->arrival >= (int64_t)conf->queue_lifetime) {
+			} else if (expired && !conf->soft_bounce) {
 				r->state = QUEUE_RCPT_BOUNCED;
 				status = "expired";
 			} else {
@@ -269,12 +292,11 @@ static void msg_finish(struct delivery_msg *m)
 			    bounce_wanted(r->notify, BOUNCE_FAILED)) {
 				struct bounce_rcpt *b = &br[nbr++];
 				nfailed++;
-				int expired = status[0] == 'e';
 				b->rcpt = r;
 				b->status = jr->dsn;
 				b->remote_mta = job->mta[0] && r->last_relay ? job->mta : NULL;
 				b->diagnostic = r->last_relay ? r->last_reply : NULL;
-				b->reason = expired ? "delivery time expired (queue_lifetime)" :
+				b->reason = status[0] == 'e' ? "delivery time expired (queue_lifetime)" :
 				    r->last_relay ? NULL : r->last_reply;
 				b->last_attempt = inow;
 				b->hint = hint_for(conf, jr->dsn, jr->text);

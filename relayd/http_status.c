@@ -315,6 +315,10 @@ int http_status_page(struct evbuffer *out, struct server *srv, struct queue *q)
 	    "this page refreshes every %d s &middot; <a href=\"/metrics\">/metrics</a></p>"
 	    "</header>\n", span(now - metrics.started, up, sizeof up),
 	    clock_time((int64_t)now, at, sizeof at), REFRESH);
+	if (conf->soft_bounce)
+		evbuffer_add_printf(out, "<p class=\"warn\" id=\"soft_bounce\">soft_bounce is on: "
+		    "permanent failures are deferred and nothing bounces. Turn it off once the "
+		    "configuration is right.</p>\n");
 	summary(out, srv, &s, &all, now);
 	upstream_rows(out, srv->delivery, &all);
 

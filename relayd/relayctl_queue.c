@@ -143,10 +143,14 @@ static int json_one(void *arg, const struct queue_envelope *env)
 int relayctl_queue(struct queue *q, const struct config *conf, int json)
 {
 	struct totals t = { 0, 0, conf };
-	if (json)
+	if (json) {
 		printf("[");
-	else
+	} else {
+		if (conf->soft_bounce)
+			printf("soft_bounce is on: permanent failures are deferred, nothing "
+			    "bounces\n");
 		printf("-Queue ID-   --Size-- ----Arrival Time----  -Sender/Recipient-------\n");
+	}
 	if (queue_walk(q, json ? json_one : list_one, &t) < 0) {
 		fprintf(stderr, "relayctl: cannot read the queue\n");
 		return 1;

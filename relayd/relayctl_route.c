@@ -48,8 +48,10 @@ int relayctl_route(const struct config *conf, struct queue *q, const char *rcpt,
 	if (sender)
 		printf(" from <%s>", relayctl_esc(sender, buf2, sizeof buf2));
 	if (!r) {
-		printf(": no route: %s\n", conf->nroutes ? "refused at RCPT with 550 5.4.4" :
-		    "relayd.conf has no route at all, mail waits in the queue");
+		printf(": no route: %s\n", !conf->nroutes ?
+		    "relayd.conf has no route at all, mail waits in the queue" :
+		    conf->soft_bounce ? "refused at RCPT with 450 4.4.4 (soft_bounce)" :
+		    "refused at RCPT with 550 5.4.4");
 		return 1;
 	}
 	printf(": %s %s (%s:%d)\n", r->sender ? "route_sender" : "route", r->pattern,

@@ -170,10 +170,11 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		char esc[SMTP_ADDR_MAX * 4 + 1], from[SMTP_ADDR_MAX * 4 + 1];
 		log_escape(esc, sizeof esc, r.addr, strlen(r.addr));
 		log_escape(from, sizeof from, s->env->sender, strlen(s->env->sender));
-		log_info("reject: RCPT from [%s]:%u: 550 5.4.4 <%s>: no route; from=<%s>",
-		    s->client_addr, s->client_port, esc, from);
-		smtp_reply(s, 550, "5.4.4", "<%s>: no route to this domain here (relayd.conf)",
-		    r.addr);
+		int code = smtp_reply_policy(s, 550, "5.4.4", "<%s>: no route to this domain here "
+		    "(relayd.conf)", r.addr);
+		log_info("reject: RCPT from [%s]:%u: %d %c.4.4 <%s>: no route; from=<%s>%s",
+		    s->client_addr, s->client_port, code, '0' + code / 100, esc, from,
+		    code / 100 == 4 ? " (soft_bounce)" : "");
 		return;
 	}
 	/* Not an error: RFC 5321 §4.5.3.1.10, the client sends the rest later. */

@@ -70,6 +70,22 @@ void smtp_reply(struct smtp_session *s, int code, const char *enh, const char *f
 	va_end(ap);
 }
 
+int smtp_reply_policy(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
+{
+	char soft[16];
+	va_list ap;
+
+	if (s->srv->conf->soft_bounce && code / 100 == 5) {
+		code -= 100;
+		snprintf(soft, sizeof soft, "4%s", enh + 1);
+		enh = soft;
+	}
+	va_start(ap, fmt);
+	vreply(s, code, enh, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
 void smtp_reply_error(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
 {
 	va_list ap;

@@ -167,6 +167,15 @@ void smtp_reply(struct smtp_session *s, int code, const char *enh, const char *f
 void smtp_reply_error(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/*
+ * A refusal by relayd's own policy (no route, sender rules): a 5xx unless
+ * soft_bounce is on, then the same as 4xx (4.x.x), as Postfix's smtpd does,
+ * so a configuration mistake makes the client retry instead of bounce.
+ * The code actually sent is returned, for the log line.
+ */
+int smtp_reply_policy(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* The one place a session changes state (logged with debug on). */
 void smtp_session_enter(struct smtp_session *s, enum smtp_state state);
 /* Flush what is queued for the client, then free the session. */
