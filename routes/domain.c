@@ -40,3 +40,27 @@ int routes_domain_ascii(const char *domain, char *out, size_t outlen)
 	idn2_free(ascii);
 	return 0;
 }
+
+int routes_address_ascii(const char *addr, char *out, size_t outlen)
+{
+	const char *at = strrchr(addr, '@');
+	size_t local = at ? (size_t)(at - addr) + 1 : strlen(addr);	/* with the '@' */
+
+	if (outlen == 0)
+		return -1;
+	if (local >= outlen)
+		goto too_long;
+	memcpy(out, addr, local);
+	out[local] = '\0';
+	if (!at)
+		return 0;
+	if (routes_domain_ascii(at + 1, out + local, outlen - local) == 0)
+		return 0;
+	if (strlen(at + 1) < outlen - local) {
+		strcpy(out + local, at + 1);	/* not an IDN: as written */
+		return 0;
+	}
+too_long:
+	out[0] = '\0';
+	return -1;
+}

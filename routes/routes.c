@@ -6,7 +6,6 @@
  */
 #include "routes/routes.h"
 
-#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -29,15 +28,13 @@ static int domain_match(const char *pattern, const char *domain, size_t dlen, si
 static const struct conf_route *best(const struct config *conf, int sender, const char *addr,
     const struct conf_route **star)
 {
-	const char *at = strrchr(addr, '@');
-	char domain[256], ascii_addr[512];
+	char ascii_addr[1024];
 	size_t dlen, best_len = 0, len = 0;
 	const struct conf_route *exact = NULL, *parent = NULL;
 
-	if (routes_domain_ascii(at ? at + 1 : "", domain, sizeof domain) < 0)
-		snprintf(domain, sizeof domain, "%s", at ? at + 1 : "");	/* as written */
+	routes_address_ascii(addr, ascii_addr, sizeof ascii_addr);	/* "" when too long */
+	const char *at = strrchr(ascii_addr, '@'), *domain = at ? at + 1 : "";
 	dlen = strlen(domain);
-	snprintf(ascii_addr, sizeof ascii_addr, "%.*s@%s", at ? (int)(at - addr) : 0, addr, domain);
 	for (size_t i = 0; i < conf->nroutes; i++) {
 		const struct conf_route *r = &conf->routes[i];
 		if (r->sender != sender)

@@ -23,4 +23,13 @@ const struct conf_route *routes_find(const struct config *conf, const char *rcpt
  */
 int routes_domain_ascii(const char *domain, char *out, size_t outlen);
 
+/*
+ * addr ("local@domain") as routes compare it: the domain as
+ * routes_domain_ascii() gives it, or as written when it is not a valid IDN;
+ * the local part untouched.  An address without '@' is copied whole.  0, or
+ * -1 (and out "") when it does not fit out.  Sender rules (auth/) take this
+ * form too, so a U-label sender matches an A-label rule.
+ */
+int routes_address_ascii(const char *addr, char *out, size_t outlen);
+
 #endif

@@ -111,10 +111,36 @@ static void test_domain_ascii(void)
 	CHECK(routes_domain_ascii("example.com", out, 5) < 0);
 }
 
+/* Whole addresses: the domain in A-labels, the local part as it is. */
+static void test_address_ascii(void)
+{
+	static const struct { const char *in, *want; } rows[] = {
+		{ "Bob@Example.COM.", "Bob@example.com" },
+		{ "Иван@пример.рф", "Иван@xn--e1afmkfd.xn--p1ai" },
+		{ "\"a@b\"@Bücher.Example", "\"a@b\"@xn--bcher-kva.example" },
+		{ "x@\xff\xfe.рф", "x@\xff\xfe.рф" },		/* not UTF-8: as written */
+		{ "postmaster", "postmaster" },
+		{ "@example.com", "@example.com" },
+		{ "", "" },
+	};
+	char out[256];
+	for (size_t i = 0; i < NROWS(rows); i++) {
+		CHECK(routes_address_ascii(rows[i].in, out, sizeof out) == 0);
+		CHECK_STR(out, rows[i].want);
+	}
+	CHECK(routes_address_ascii("bob@example.com", out, 15) < 0);
+	CHECK_STR(out, "");
+	CHECK(routes_address_ascii("bob@example.com", out, 16) == 0);
+	CHECK(routes_address_ascii("bob@example.com", out, 4) < 0);
+	CHECK(routes_address_ascii("bob@пример.рф", out, 10) < 0);
+	CHECK_STR(out, "");
+}
+
 int main(void)
 {
 	TEST_CASE(test_precedence);
 	TEST_CASE(test_no_default);
 	TEST_CASE(test_domain_ascii);
+	TEST_CASE(test_address_ascii);
 	return check_exit();
 }
