@@ -324,6 +324,7 @@ void conf_free(struct config *conf)
 	free(conf->control);
 	free(conf->resolver);
 	conf_free_hints(conf);
+	conf_free_sender_rules(conf);
 	for (size_t i = 0; i < conf->ndnsbl; i++)
 		free(conf->dnsbl[i]);
 	free(conf->dnsbl);

@@ -89,6 +89,27 @@ struct conf_hint {
 	char *hint;
 };
 
+/*
+ * One entry of a sender rule (`deny_sender`, `sender_login`, or a line of
+ * their files): an envelope sender address or a whole domain, in lower case
+ * with the domain in A-labels, and where it was written.
+ */
+struct conf_sender_rule {
+	char *address;			/* "user@example.com", or "@example.com" */
+	const char *file;		/* the config's deny_sender_file or sender_login_file
+					 * it came from, or NULL: relayd.conf */
+	int line;
+};
+
+/* The envelope senders one SASL login may use (`sender_login USER …` and its file). */
+struct conf_sender_login {
+	char *user;			/* as first written; compared without regard to case */
+	struct conf_sender_rule *senders;	/* sorted by strcmp of address, none twice */
+	size_t nsenders;
+	const char *file;		/* where the user's first entry is (NULL: relayd.conf) */
+	int line;
+};
+
 enum conf_log_target { CONF_LOG_STDERR, CONF_LOG_SYSLOG, CONF_LOG_FILE };
 
 struct config {
@@ -142,6 +163,15 @@ struct config {
 	size_t ndnsbl;
 	struct conf_hint *hints;
 	size_t nhints;
+	/* Sender rules (auth/sender.c applies them at MAIL FROM). */
+	struct conf_sender_rule *deny_sender;	/* refused senders, sorted by strcmp of
+					 * address, none twice */
+	size_t ndeny_sender;
+	char *deny_sender_file;		/* qmail badmailfrom file, or NULL */
+	struct conf_sender_login *sender_login;	/* sorted by user (strcasecmp), one per user */
+	size_t nsender_login;
+	char *sender_login_file;	/* lines "user: address @domain …", or NULL */
+	int sender_login_strict;	/* 1: a login without an entry may use no sender */
 };
 
 /*

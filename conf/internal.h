@@ -137,6 +137,15 @@ int conf_read_lines(struct conf_parser *p, struct config *conf, const char *file
 int conf_read_hints_file(struct conf_parser *p, struct config *conf);
 void conf_free_hints(struct config *conf);
 
+/* sender_rules.c: deny_sender and sender_login, their files (read at the end of
+ * relayd.conf), the sorting auth/ relies on, and freeing. */
+int conf_add_deny_sender(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv);
+int conf_add_sender_login(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv);
+int conf_finish_sender_rules(struct conf_parser *p, struct config *conf);
+void conf_free_sender_rules(struct config *conf);
+
 /* routes_file.c: the qmail smtproutes file, read at the end of relayd.conf. */
 int conf_read_routes_file(struct conf_parser *p, struct config *conf);
 void conf_free_routes(struct config *conf);

@@ -464,6 +464,16 @@ static const struct conf_keyword conf_top_keywords[] = {
 	{ "direct_port", conf_set_port, offsetof(struct config, direct_port), 1, 1, CONF_ONCE },
 	{ "hints_file", conf_set_path, offsetof(struct config, hints_file), 1, 1, CONF_ONCE },
 	{ "dnsbl", conf_set_dnsbl, offsetof(struct config, dnsbl), 1, CONF_ARGS_MAX, CONF_ONCE },
+	{ "deny_sender", conf_add_deny_sender, offsetof(struct config, deny_sender), 1,
+	    CONF_ARGS_MAX, CONF_MANY },
+	{ "deny_sender_file", conf_set_path, offsetof(struct config, deny_sender_file), 1, 1,
+	    CONF_ONCE },
+	{ "sender_login", conf_add_sender_login, offsetof(struct config, sender_login), 2,
+	    CONF_ARGS_MAX, CONF_MANY },
+	{ "sender_login_file", conf_set_path, offsetof(struct config, sender_login_file), 1, 1,
+	    CONF_ONCE },
+	{ "sender_login_strict", conf_set_yes_no, offsetof(struct config, sender_login_strict), 1,
+	    1, CONF_ONCE },
 };
 
 _Static_assert(sizeof conf_top_keywords / sizeof conf_top_keywords[0] <= CONF_KEYWORDS_MAX,
@@ -544,7 +554,7 @@ static int conf_close_top(struct conf_parser *p, void *base)
 		return -1;
 	if (conf_check_tls_auth(p, conf) < 0 || conf_read_hints_file(p, conf) < 0 ||
 	    conf_read_routes_file(p, conf) < 0 ||
-	    conf_check_routes(p, conf) < 0)
+	    conf_check_routes(p, conf) < 0 || conf_finish_sender_rules(p, conf) < 0)
 		return -1;
 	for (size_t i = 0; i < conf->nupstreams; i++)
 		if (conf->upstreams[i].direct && conf->direct_port)

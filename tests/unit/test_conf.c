@@ -402,6 +402,9 @@ static void test_words(void)
 	}
 }
 
+/* What sender_login needs around it: an AUTH backend, which needs TLS. */
+#define SENDER_AUTH "tls_cert /c.pem\ntls_key /k.pem\nauth_sasldb /etc/sasldb2\n"
+
 static void test_errors(void)
 {
 	static const struct { const char *text; const char *err; } rows[] = {
@@ -531,6 +534,53 @@ static void test_errors(void)
 		  "t:3: upstream \"a\": preset gmail needs user and password_file (the login)" },
 		{ "upstream a {\n preset sendgrid\n}\n",
 		  "t:3: upstream \"a\": preset sendgrid needs password_file (the API key)" },
+		/* sender rules (bad lines of their files: test_conf_senders) */
+		{ "deny_sender\n", "t:1: deny_sender needs at least 1 argument" },
+		{ "deny_sender bob\n", "t:1: deny_sender: \"bob\" is not an address or @domain "
+		  "(user@example.com, @example.com; IDNs in A-labels)" },
+		{ "deny_sender a@b.example bob@\n", "t:1: deny_sender: \"bob@\" is not an address "
+		  "or @domain (user@example.com, @example.com; IDNs in A-labels)" },
+		{ "deny_sender @\n", "t:1: deny_sender: \"@\" is not an address or @domain "
+		  "(user@example.com, @example.com; IDNs in A-labels)" },
+		{ "deny_sender @*\n", "t:1: deny_sender: \"@*\" is not an address or @domain "
+		  "(user@example.com, @example.com; IDNs in A-labels)" },
+		{ "deny_sender x@*\n", "t:1: deny_sender: \"x@*\" is not an address or @domain "
+		  "(user@example.com, @example.com; IDNs in A-labels)" },
+		{ "deny_sender @.example.com\n", "t:1: deny_sender: \"@.example.com\" is not an "
+		  "address or @domain (user@example.com, @example.com; IDNs in A-labels)" },
+		{ "deny_sender example.com\n", "t:1: deny_sender: \"example.com\" is not an "
+		  "address or @domain (user@example.com, @example.com; IDNs in A-labels)" },
+		{ "deny_sender @пример.рф\n", "t:1: deny_sender: \"@пример.рф\" is not an "
+		  "address or @domain (user@example.com, @example.com; IDNs in A-labels)" },
+		{ "deny_sender \"a b@example.com\"\n", "t:1: deny_sender: \"a b@example.com\" is "
+		  "not an address or @domain (user@example.com, @example.com; IDNs in A-labels)" },
+		{ "deny_sender <a@example.com>\n", "t:1: deny_sender: \"<a@example.com>\" is "
+		  "not an address or @domain (user@example.com, @example.com; IDNs in A-labels)" },
+		{ "deny_sender_file badmailfrom\n",
+		  "t:1: deny_sender_file: \"badmailfrom\" is not an absolute path" },
+		{ "deny_sender_file /a\ndeny_sender_file /b\n",
+		  "t:2: deny_sender_file given twice (first at line 1)" },
+		{ "allow ::1\n\ndeny_sender_file /nonexistent/badmailfrom\n",
+		  "t:3: deny_sender_file /nonexistent/badmailfrom: No such file or directory" },
+		{ SENDER_AUTH "sender_login bob\n", "t:4: sender_login needs at least 2 arguments" },
+		{ SENDER_AUTH "sender_login \"b b\" b@example.com\n",
+		  "t:4: sender_login: bad user name \"b b\" (no blanks, no ':')" },
+		{ SENDER_AUTH "sender_login b:b b@example.com\n",
+		  "t:4: sender_login: bad user name \"b:b\" (no blanks, no ':')" },
+		{ SENDER_AUTH "sender_login \"\" b@example.com\n",
+		  "t:4: sender_login: bad user name \"\" (no blanks, no ':')" },
+		{ SENDER_AUTH "sender_login bob b@example.com @\n", "t:4: sender_login: \"@\" is "
+		  "not an address or @domain (user@example.com, @example.com; IDNs in A-labels)" },
+		{ SENDER_AUTH "sender_login_strict maybe\n",
+		  "t:4: sender_login_strict: \"maybe\" is not yes or no" },
+		{ SENDER_AUTH "sender_login_strict yes\n", "t:4: sender_login_strict yes without any "
+		  "sender_login entry would refuse every logged-in client" },
+		{ "allow ::1\nsender_login bob b@example.com\n", "t:2: sender_login rules need an "
+		  "AUTH backend (auth_sasldb, auth_saslauthd): without one nobody logs in" },
+		{ "allow ::1\nsender_login_strict yes\n", "t:2: sender_login rules need an "
+		  "AUTH backend (auth_sasldb, auth_saslauthd): without one nobody logs in" },
+		{ SENDER_AUTH "sender_login_file /nonexistent/logins\n",
+		  "t:4: sender_login_file /nonexistent/logins: No such file or directory" },
 		/* duplicates */
 		{ "hostname a\n\nhostname b\n", "t:3: hostname given twice (first at line 1)" },
 		{ "log stderr\nlog syslog\n", "t:2: log given twice (first at line 1)" },
@@ -623,22 +673,31 @@ static int has_statement(const char *text, const char *w)
  * The sample documents every keyword of both tables, and every statement it
  * shows commented out works when uncommented.
  */
+/* The sample's files (qmail's smtproutes, …): a temporary file of the same form
+ * stands in for each, and its statement for the sample's. */
+static const struct { const char *keyword, *content; } sample_files[] = {
+	{ "routes_file", "caramail.com:213.186.33.9\n" },
+	{ "hints_file", "5.7.1 | * | ask the relay's admin\n" },
+	{ "deny_sender_file", "# badmailfrom\nspam@example.net\n@spam.example.net\n" },
+	{ "sender_login_file", "alice: alice@example.com @example.net\n" },
+};
+
 static void test_sample_uncommented(void)
 {
 	FILE *f = fopen("relayd.conf.sample", "r");
-	char line[4096], err[256], routes[] = "/tmp/relayd-sample-routes-XXXXXX", routes_line[100];
-	int fd = mkstemp(routes);
+	char line[4096], err[256];
+	char paths[NROWS(sample_files)][40], statements[NROWS(sample_files)][100];
 
-	CHECK(fd >= 0 && write(fd, "caramail.com:213.186.33.9\n", 26) == 26);
-	if (fd >= 0)
-		close(fd);
-	snprintf(routes_line, sizeof routes_line, "routes_file %s\n", routes);
-	char hints[] = "/tmp/relayd-sample-hints-XXXXXX", hints_line[100];
-	int hfd = mkstemp(hints);
-	CHECK(hfd >= 0 && write(hfd, "5.7.1 | * | ask the relay's admin\n", 34) == 34);
-	if (hfd >= 0)
-		close(hfd);
-	snprintf(hints_line, sizeof hints_line, "hints_file %s\n", hints);
+	for (size_t i = 0; i < NROWS(sample_files); i++) {
+		const char *content = sample_files[i].content;
+		snprintf(paths[i], sizeof paths[i], "/tmp/relayd-sample-XXXXXX");
+		int fd = mkstemp(paths[i]);
+		CHECK(fd >= 0 && write(fd, content, strlen(content)) == (ssize_t)strlen(content));
+		if (fd >= 0)
+			close(fd);
+		snprintf(statements[i], sizeof statements[i], "%s %s\n", sample_files[i].keyword,
+		    paths[i]);
+	}
 	char *text = calloc(1, 1 << 16);
 	size_t used = 0;
 
@@ -647,8 +706,8 @@ static void test_sample_uncommented(void)
 		if (f)
 			fclose(f);
 		free(text);
-		unlink(routes);
-		unlink(hints);
+		for (size_t i = 0; i < NROWS(sample_files); i++)
+			unlink(paths[i]);
 		return;
 	}
 	while (fgets(line, sizeof line, f)) {
@@ -657,11 +716,11 @@ static void test_sample_uncommented(void)
 		if (line[0] == '#' && line[1] != ' ' && line[1] != '\n' && line[1] != '#') {
 			s = line + 1;
 		}
-		/* The sample's smtproutes is qmail's path: a file of the same form stands in. */
-		if (strncmp(s, "routes_file ", 12) == 0)
-			s = routes_line;
-		if (strncmp(s, "hints_file ", 11) == 0)
-			s = hints_line;
+		for (size_t i = 0; i < NROWS(sample_files); i++) {
+			size_t kwlen = strlen(sample_files[i].keyword);
+			if (strncmp(s, sample_files[i].keyword, kwlen) == 0 && s[kwlen] == ' ')
+				s = statements[i];
+		}
 		size_t n = strlen(s);
 		if (used + n + 1 >= 1 << 16)
 			break;
@@ -679,8 +738,8 @@ static void test_sample_uncommented(void)
 		}
 	}
 	struct config *c = conf_parse("relayd.conf.sample", text, err, sizeof err);
-	unlink(routes);
-	unlink(hints);
+	for (size_t i = 0; i < NROWS(sample_files); i++)
+		unlink(paths[i]);
 	CHECK(c != NULL);
 	if (c) {
 		CHECK_STR(c->hostname, "relay.example.com");
@@ -693,6 +752,10 @@ static void test_sample_uncommented(void)
 		CHECK_STR(c->user, "relayd");
 		CHECK(c->nhints == 1 && strcmp(c->hints[0].code, "5.7.1") == 0 &&
 		    c->hints[0].words == NULL);
+		CHECK(c->ndeny_sender == 4);	/* two in the sample, two in the file */
+		CHECK(c->nsender_login == 3);	/* alice, app, mailcow */
+		CHECK(c->nsender_login == 3 && strcmp(c->sender_login[0].user, "alice") == 0);
+		CHECK(c->sender_login_strict == 0);
 	} else {
 		fprintf(stderr, "  %s\n", err);
 	}
