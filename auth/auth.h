@@ -1,7 +1,7 @@
 /*
- * auth — who may relay through relayd (DESIGN.md, Modules).  For now the
- * network allow-list (`allow CIDR…`); SASL logins and sender rules join it.
- * Knows nothing about queues or SMTP sessions.
+ * auth — who may relay through relayd (DESIGN.md, Modules): the network
+ * allow-list (`allow CIDR…`), SASL logins, and sender rules (who may send as
+ * whom).  Knows nothing about queues or SMTP sessions.
  */
 #ifndef RELAYD_AUTH_H
 #define RELAYD_AUTH_H
@@ -23,6 +23,23 @@ int auth_network_allowed(const struct config *conf, const struct sockaddr *clien
 
 /* 1 when addr (AF_INET/AF_INET6; IPv4-mapped IPv6 counts as IPv4) is inside net. */
 int auth_cidr_match(const struct conf_cidr *net, const struct sockaddr *addr);
+
+/*
+ * Sender rules (auth/sender.c), checked at MAIL FROM.  sender is the address
+ * as routes_address_ascii() gives it (the domain in A-labels); "" is the null
+ * sender, which every rule lets through.  user is the SASL login, or NULL for
+ * a client that did not log in: `sender_login` does not apply to it, while
+ * `deny_sender` applies to every client.  *rule is set to the deny_sender
+ * entry that refused (for the log), else to NULL.
+ */
+enum auth_sender_result {
+	AUTH_SENDER_OK,
+	AUTH_SENDER_DENIED,		/* a deny_sender entry: 553 5.7.1 Access denied */
+	AUTH_SENDER_NOT_OWNED,		/* not among the login's sender_login entries */
+	AUTH_SENDER_NO_ENTRY,		/* sender_login_strict, and the login has no entry */
+};
+enum auth_sender_result auth_sender_check(const struct config *conf, const char *user,
+    const char *sender, const struct conf_sender_rule **rule);
 
 /*
  * Failed logins per client address: each failure answer waits a random
