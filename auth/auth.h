@@ -29,8 +29,10 @@ int auth_cidr_match(const struct conf_cidr *net, const struct sockaddr *addr);
  * as routes_address_ascii() gives it (the domain in A-labels); "" is the null
  * sender, which every rule lets through.  user is the SASL login, or NULL for
  * a client that did not log in: `sender_login` does not apply to it, while
- * `deny_sender` applies to every client.  *rule is set to the deny_sender
- * entry that refused (for the log), else to NULL.
+ * `deny_sender` applies to every client.  A login of the default realm is
+ * one user under both its names, "bob" and "bob@HOSTNAME" (Cyrus says the
+ * latter).  *rule is set to the deny_sender entry that refused (for the
+ * log), else to NULL.
  */
 enum auth_sender_result {
 	AUTH_SENDER_OK,

@@ -13,6 +13,7 @@
 #include "auth/auth.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -82,12 +83,46 @@ static int login_compare(const void *user, const void *element)
 	return strcasecmp(user, ((const struct conf_sender_login *)element)->user);
 }
 
+static const struct conf_sender_login *find_login(const struct config *conf, const char *user)
+{
+	if (conf->nsender_login == 0)
+		return NULL;
+	return bsearch(user, conf->sender_login, conf->nsender_login, sizeof *conf->sender_login,
+	    login_compare);
+}
+
+/*
+ * The login's sender_login entries, at most two: Cyrus names a sasldb user of
+ * the default realm (relayd's hostname) "bob@HOSTNAME" while saslauthd may say
+ * "bob", and admins write either: both spellings are the same login.
+ */
+static size_t login_entries(const struct config *conf, const char *user,
+    const struct conf_sender_login *entries[2])
+{
+	const char *at = strrchr(user, '@');
+	char other[512];
+	size_t n = 0;
+	int len;
+
+	if ((entries[n] = find_login(conf, user)))
+		n++;
+	if (at && strcasecmp(at + 1, conf->hostname) == 0)
+		len = snprintf(other, sizeof other, "%.*s", (int)(at - user), user);
+	else if (!at)
+		len = snprintf(other, sizeof other, "%s@%s", user, conf->hostname);
+	else
+		return n;
+	if (len >= 0 && (size_t)len < sizeof other && (entries[n] = find_login(conf, other)))
+		n++;
+	return n;
+}
+
 enum auth_sender_result auth_sender_check(const struct config *conf, const char *user,
     const char *sender, const struct conf_sender_rule **rule)
 {
 	char key[SENDER_KEY_MAX];
 	long domain = -1;
-	const struct conf_sender_login *login = NULL;
+	const struct conf_sender_login *logins[2];
 
 	*rule = NULL;
 	if (sender[0] == '\0')
@@ -97,12 +132,11 @@ enum auth_sender_result auth_sender_check(const struct config *conf, const char 
 		return AUTH_SENDER_DENIED;
 	if (!user)
 		return AUTH_SENDER_OK;
-	if (conf->nsender_login > 0)
-		login = bsearch(user, conf->sender_login, conf->nsender_login,
-		    sizeof *conf->sender_login, login_compare);
-	if (!login)
+	size_t n = login_entries(conf, user, logins);
+	if (n == 0)
 		return conf->sender_login_strict ? AUTH_SENDER_NO_ENTRY : AUTH_SENDER_OK;
-	if (keyed && find(login->senders, login->nsenders, key, domain))
-		return AUTH_SENDER_OK;
+	for (size_t i = 0; keyed && i < n; i++)
+		if (find(logins[i]->senders, logins[i]->nsenders, key, domain))
+			return AUTH_SENDER_OK;
 	return AUTH_SENDER_NOT_OWNED;
 }

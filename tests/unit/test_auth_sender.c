@@ -4,7 +4,8 @@
  * deny_sender before sender_login; addresses and user names without regard
  * to case; a quoted local part as its plain form; @domain for exactly that
  * domain; the null sender always; a U-label sender through
- * routes_address_ascii(), as the SMTP server calls it.
+ * routes_address_ascii(), as the SMTP server calls it; a login of the
+ * default realm under both its names.
  */
 #include <stdio.h>
 #include <string.h>
@@ -18,12 +19,16 @@
 #define NROWS(a) (sizeof (a) / sizeof (a)[0])
 
 #define RULES \
+    "hostname relay.example\n" \
     "tls_cert /c.pem\ntls_key /k.pem\nauth_sasldb /etc/sasldb2\n" \
     "deny_sender spam@example.com @bad.example Mixed@Case.Example\n" \
     "deny_sender @xn--e1afmkfd.xn--p1ai\n"				/* @пример.рф */ \
     "sender_login alice alice@example.com @alice.example\n" \
     "sender_login Bob bob@example.com\n" \
-    "sender_login bob bob.smith@example.org spam@example.com\n"
+    "sender_login bob bob.smith@example.org spam@example.com\n" \
+    "sender_login dave@Relay.Example dave@example.com\n" \
+    "sender_login dave @dave.example\n" \
+    "sender_login erin@other.example erin@example.com\n"
 
 static const char *result_name(enum auth_sender_result r)
 {
@@ -110,6 +115,22 @@ static void test_sender_login(void)
 		{ "bob", "bob@example.com", AUTH_SENDER_OK, NULL },
 		{ "BOB", "bob.smith@example.org", AUTH_SENDER_OK, NULL },
 		{ "bob", "alice@example.com", AUTH_SENDER_NOT_OWNED, NULL },
+		/*
+		 * Cyrus says "bob@relay.example" for bob of the default realm (the
+		 * hostname), saslauthd may say "bob": entries for either are the login's.
+		 */
+		{ "bob@relay.example", "bob@example.com", AUTH_SENDER_OK, NULL },
+		{ "Bob@RELAY.example", "alice@example.com", AUTH_SENDER_NOT_OWNED, NULL },
+		{ "dave", "dave@example.com", AUTH_SENDER_OK, NULL },
+		{ "dave", "x@dave.example", AUTH_SENDER_OK, NULL },
+		{ "dave@relay.example", "dave@example.com", AUTH_SENDER_OK, NULL },
+		{ "dave@relay.example", "x@dave.example", AUTH_SENDER_OK, NULL },
+		{ "dave@relay.example", "bob@example.com", AUTH_SENDER_NOT_OWNED, NULL },
+		/* Another realm is another user. */
+		{ "bob@other.example", "alice@example.com", AUTH_SENDER_OK, NULL },
+		{ "erin@other.example", "bob@example.com", AUTH_SENDER_NOT_OWNED, NULL },
+		{ "erin", "bob@example.com", AUTH_SENDER_OK, NULL },
+		{ "erin@relay.example", "bob@example.com", AUTH_SENDER_OK, NULL },
 		/* Without an entry, a login sends as anyone (not strict); nobody is never held. */
 		{ "carol", "alice@example.com", AUTH_SENDER_OK, NULL },
 		{ NULL, "alice@example.com", AUTH_SENDER_OK, NULL },
@@ -118,6 +139,9 @@ static void test_sender_login(void)
 
 	static const struct row strict[] = {
 		{ "carol", "carol@example.com", AUTH_SENDER_NO_ENTRY, NULL },
+		{ "carol@relay.example", "carol@example.com", AUTH_SENDER_NO_ENTRY, NULL },
+		{ "bob@other.example", "bob@example.com", AUTH_SENDER_NO_ENTRY, NULL },
+		{ "bob@relay.example", "bob@example.com", AUTH_SENDER_OK, NULL },
 		{ "carol", "", AUTH_SENDER_OK, NULL },
 		{ "carol", "spam@example.com", AUTH_SENDER_DENIED, "spam@example.com" },
 		{ "alice", "alice@example.com", AUTH_SENDER_OK, NULL },
