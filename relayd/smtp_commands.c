@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/auth.h"
 #include "relayd/log.h"
 #include "relayd/smtp_parse.h"
 #include "relayd/smtp_session.h"
@@ -101,6 +102,44 @@ static int parse_failed(struct smtp_session *s, enum smtp_parse_status st, int m
 	return 1;
 }
 
+/*
+ * The sender rules (deny_sender, sender_login: auth/sender.c) for this
+ * client and sender.  1 after the 553 and its log line, 0 when it may go on.
+ */
+static int sender_refused(struct smtp_session *s, const char *sender)
+{
+	const struct config *conf = s->srv->conf;
+	const struct conf_sender_rule *rule;
+	char ascii[1024];
+
+	/* Rules hold domains in A-labels; too long to convert, it is compared as written. */
+	if (routes_address_ascii(sender, ascii, sizeof ascii) < 0)
+		snprintf(ascii, sizeof ascii, "%s", sender);
+	enum auth_sender_result r = auth_sender_check(conf, s->auth_user, ascii, &rule);
+	if (r == AUTH_SENDER_OK)
+		return 0;
+
+	char from[SMTP_ADDR_MAX * 4 + 1], user[256] = "";	/* longer logins end in "..." */
+	log_escape(from, sizeof from, sender, strlen(sender));
+	if (s->auth_user)
+		log_escape(user, sizeof user, s->auth_user, strlen(s->auth_user));
+	if (r == AUTH_SENDER_DENIED) {
+		log_info("reject: MAIL from [%s]:%u: 553 5.7.1 Sender address rejected: Access "
+		    "denied; from=<%s>%s%s, rule=deny_sender %s:%d", s->client_addr,
+		    s->client_port, from, s->auth_user ? ", sasl_username=" : "", user,
+		    rule->file ? rule->file : conf->path, rule->line);
+		smtp_reply_error(s, 553, "5.7.1", "Sender address rejected: Access denied");
+		return 1;
+	}
+	log_info("reject: MAIL from [%s]:%u: 553 5.7.1 <%s>: Sender address rejected: not owned "
+	    "by user %s; from=<%s>, sasl_username=%s%s", s->client_addr, s->client_port, from,
+	    user, from, user, r == AUTH_SENDER_NO_ENTRY ?
+	    ", rule=sender_login_strict (no sender_login entry)" : "");
+	smtp_reply_error(s, 553, "5.7.1", "<%s>: Sender address rejected: not owned by user %s",
+	    sender, user);
+	return 1;
+}
+
 static void cmd_mail(struct smtp_session *s, const char *args)
 {
 	const struct config *conf = s->srv->conf;
@@ -112,6 +151,8 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 		smtp_reply(s, REPLY_SIZE_EXCEEDED);
 		return;
 	}
+	if (sender_refused(s, m.addr))
+		return;
 
 	struct queue_envelope *env = queue_envelope_new();
 	if (!env || !(env->sender = strdup(m.addr)) ||
