@@ -1,6 +1,6 @@
 /*
  * reload — SIGHUP: read relayd.conf again and use it for what comes next
- * (routes, upstreams, retries, limits, allow).  A file with an error, or one
+ * (routes, upstreams, retries, limits, allow, sender rules and their files).  A file with an error, or one
  * that changes what only a restart can (listening sockets, the queue, TLS
  * keys, the AUTH backend, the user), is reported and the running
  * configuration stays.  Configurations replaced stay in memory until relayd
