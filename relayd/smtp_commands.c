@@ -124,19 +124,22 @@ static int sender_refused(struct smtp_session *s, const char *sender)
 	if (s->auth_user)
 		log_escape(user, sizeof user, s->auth_user, strlen(s->auth_user));
 	if (r == AUTH_SENDER_DENIED) {
-		log_info("reject: MAIL from [%s]:%u: 553 5.7.1 Sender address rejected: Access "
-		    "denied; from=<%s>%s%s, rule=deny_sender %s:%d", s->client_addr,
-		    s->client_port, from, s->auth_user ? ", sasl_username=" : "", user,
-		    rule->file ? rule->file : conf->path, rule->line);
-		smtp_reply_error(s, 553, "5.7.1", "Sender address rejected: Access denied");
+		int code = smtp_reply_policy(s, 1, 553, "5.7.1",
+		    "Sender address rejected: Access denied");
+		log_info("reject: MAIL from [%s]:%u: %d %d.7.1 Sender address rejected: Access "
+		    "denied; from=<%s>%s%s, rule=deny_sender %s:%d%s", s->client_addr,
+		    s->client_port, code, code / 100, from, s->auth_user ? ", sasl_username=" : "",
+		    user, rule->file ? rule->file : conf->path, rule->line,
+		    code / 100 == 4 ? " (soft_bounce)" : "");
 		return 1;
 	}
-	log_info("reject: MAIL from [%s]:%u: 553 5.7.1 <%s>: Sender address rejected: not owned "
-	    "by user %s; from=<%s>, sasl_username=%s%s", s->client_addr, s->client_port, from,
-	    user, from, user, r == AUTH_SENDER_NO_ENTRY ?
-	    ", rule=sender_login_strict (no sender_login entry)" : "");
-	smtp_reply_error(s, 553, "5.7.1", "<%s>: Sender address rejected: not owned by user %s",
-	    sender, user);
+	int code = smtp_reply_policy(s, 1, 553, "5.7.1", "<%s>: Sender address rejected: not "
+	    "owned by user %s", sender, user);
+	log_info("reject: MAIL from [%s]:%u: %d %d.7.1 <%s>: Sender address rejected: not owned "
+	    "by user %s; from=<%s>, sasl_username=%s%s%s", s->client_addr, s->client_port, code,
+	    code / 100, from, user, from, user, r == AUTH_SENDER_NO_ENTRY ?
+	    ", rule=sender_login_strict (no sender_login entry)" : "",
+	    code / 100 == 4 ? " (soft_bounce)" : "");
 	return 1;
 }
 
@@ -211,7 +214,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		char esc[SMTP_ADDR_MAX * 4 + 1], from[SMTP_ADDR_MAX * 4 + 1];
 		log_escape(esc, sizeof esc, r.addr, strlen(r.addr));
 		log_escape(from, sizeof from, s->env->sender, strlen(s->env->sender));
-		int code = smtp_reply_policy(s, 550, "5.4.4", "<%s>: no route to this domain here "
+		int code = smtp_reply_policy(s, 0, 550, "5.4.4", "<%s>: no route to this domain here "
 		    "(relayd.conf)", r.addr);
 		log_info("reject: RCPT from [%s]:%u: %d %c.4.4 <%s>: no route; from=<%s>%s",
 		    s->client_addr, s->client_port, code, '0' + code / 100, esc, from,

@@ -70,7 +70,17 @@ void smtp_reply(struct smtp_session *s, int code, const char *enh, const char *f
 	va_end(ap);
 }
 
-int smtp_reply_policy(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
+/* One more protocol error; past max_errors the session ends with 421. */
+static void count_error(struct smtp_session *s)
+{
+	if (++s->errors >= s->srv->conf->max_errors && s->state != SMTP_CLOSING) {
+		log_info("too many errors from [%s]:%u", s->client_addr, s->client_port);
+		smtp_reply(s, REPLY_TOO_MANY_ERRORS);
+	}
+}
+
+int smtp_reply_policy(struct smtp_session *s, int error, int code, const char *enh,
+    const char *fmt, ...)
 {
 	char soft[16];
 	va_list ap;
@@ -83,6 +93,8 @@ int smtp_reply_policy(struct smtp_session *s, int code, const char *enh, const c
 	va_start(ap, fmt);
 	vreply(s, code, enh, fmt, ap);
 	va_end(ap);
+	if (error)
+		count_error(s);
 	return code;
 }
 
@@ -92,10 +104,7 @@ void smtp_reply_error(struct smtp_session *s, int code, const char *enh, const c
 	va_start(ap, fmt);
 	vreply(s, code, enh, fmt, ap);
 	va_end(ap);
-	if (++s->errors >= s->srv->conf->max_errors && s->state != SMTP_CLOSING) {
-		log_info("too many errors from [%s]:%u", s->client_addr, s->client_port);
-		smtp_reply(s, REPLY_TOO_MANY_ERRORS);
-	}
+	count_error(s);
 }
 
 void smtp_session_reset(struct smtp_session *s)

@@ -171,10 +171,11 @@ void smtp_reply_error(struct smtp_session *s, int code, const char *enh, const c
  * A refusal by relayd's own policy (no route, sender rules): a 5xx unless
  * soft_bounce is on, then the same as 4xx (4.x.x), as Postfix's smtpd does,
  * so a configuration mistake makes the client retry instead of bounce.
- * The code actually sent is returned, for the log line.
+ * With error, it counts as smtp_reply_error() does.  The code actually sent
+ * is returned, for the log line.
  */
-int smtp_reply_policy(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+int smtp_reply_policy(struct smtp_session *s, int error, int code, const char *enh,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* The one place a session changes state (logged with debug on). */
 void smtp_session_enter(struct smtp_session *s, enum smtp_state state);

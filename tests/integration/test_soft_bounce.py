@@ -71,6 +71,17 @@ def test_no_route_is_450_and_expiry_keeps_the_message():
 
 
 @test
+def test_sender_rules_refuse_with_4xx():
+    with running(extra=conf(free_port(), extra="deny_sender @spam.test\n")) as r:
+        c = Client(r.port)
+        c.hello()
+        c.cmd("MAIL FROM:<x@spam.test>", 453, "4.7.1 Sender address rejected: Access denied")
+        c.cmd("QUIT", 221)
+        assert "453 4.7.1 Sender address rejected" in r.log_text()
+        assert "(soft_bounce)" in r.log_text()
+
+
+@test
 def test_reload_turns_it_off():
     replies = {"bob@example.com": ["550 5.1.1 no such user"]}
     with Upstream(rcpt_replies=replies) as u:
