@@ -37,6 +37,13 @@ struct conf_cidr {
 /* starttls: required and verified; tls: implicit (465); may: STARTTLS when offered. */
 enum conf_tls_mode { CONF_TLS_STARTTLS, CONF_TLS_IMPLICIT, CONF_TLS_NONE, CONF_TLS_MAY };
 
+/* `notify` classes. */
+enum {
+	CONF_NOTIFY_BOUNCE = 1 << 0,	/* a copy (headers only) of every failure report */
+	CONF_NOTIFY_DELAY = 1 << 1,	/* … and of every delay warning */
+	CONF_NOTIFY_RESOURCE = 1 << 2,	/* the queue over queue_warn, the disk over 90 % */
+};
+
 /* One `upstream NAME { … }` block: where to forward mail (used by delivery). */
 struct conf_upstream {
 	char *name;
@@ -144,7 +151,11 @@ struct config {
 	int auth_require_tls;		/* AUTH only after TLS (default 1) */
 	unsigned auth_max_failures;	/* failed AUTHs before the session is dropped, default 3 */
 	unsigned auth_timeout;		/* seconds to wait for Cyrus/saslauthd, default 30 */
-	char *postmaster;		/* where RCPT TO:<postmaster> goes; NULL: refused */
+	char *postmaster;		/* where RCPT TO:<postmaster> and relayd's notices go;
+					 * default postmaster@HOSTNAME */
+	unsigned notify;		/* CONF_NOTIFY_*: what the postmaster is told besides
+					 * double bounces (Postfix's notify_classes) */
+	unsigned queue_warn;		/* notify resource: more queued messages than this */
 	struct conf_upstream *upstreams;
 	size_t nupstreams;
 	struct conf_route *routes;

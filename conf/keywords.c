@@ -112,6 +112,35 @@ static int conf_set_file(struct conf_parser *p, void *base, size_t offset, int a
 }
 
 /* SASL mechanism names (RFC 4422 §3.1): upper-case letters, digits, - and _. */
+/* `notify bounce delay resource`: any of them, each once. */
+static int conf_set_notify(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv)
+{
+	static const struct { const char *name; unsigned bit; } classes[] = {
+		{ "bounce", CONF_NOTIFY_BOUNCE },
+		{ "delay", CONF_NOTIFY_DELAY },
+		{ "resource", CONF_NOTIFY_RESOURCE },
+	};
+	unsigned *set = CONF_FIELD(base, offset, unsigned);
+
+	for (int i = 0; i < argc; i++) {
+		size_t k = 0;
+		while (k < sizeof classes / sizeof classes[0] && strcmp(argv[i], classes[k].name))
+			k++;
+		if (k == sizeof classes / sizeof classes[0]) {
+			conf_error(p, "notify: unknown class \"%s\" (use bounce, delay, resource)",
+			    argv[i]);
+			return -1;
+		}
+		if (*set & classes[k].bit) {
+			conf_error(p, "notify: \"%s\" given twice", argv[i]);
+			return -1;
+		}
+		*set |= classes[k].bit;
+	}
+	return 0;
+}
+
 static int conf_set_mechanisms(struct conf_parser *p, void *base, size_t offset, int argc,
     char **argv)
 {
@@ -434,6 +463,8 @@ static const struct conf_keyword conf_top_keywords[] = {
 	{ "control", conf_set_path, offsetof(struct config, control), 1, 1, CONF_ONCE },
 	{ "http", conf_set_http, offsetof(struct config, http), 1, 1, CONF_ONCE },
 	{ "postmaster", conf_set_address, offsetof(struct config, postmaster), 1, 1, CONF_ONCE },
+	{ "notify", conf_set_notify, offsetof(struct config, notify), 1, 3, CONF_ONCE },
+	{ "queue_warn", conf_set_count, offsetof(struct config, queue_warn), 1, 1, CONF_ONCE },
 	{ "tls_cert", conf_set_file, offsetof(struct config, tls_cert), 1, 1, CONF_ONCE },
 	{ "tls_key", conf_set_file, offsetof(struct config, tls_key), 1, 1, CONF_ONCE },
 	{ "auth_sasldb", conf_set_file, offsetof(struct config, auth_sasldb), 1, 1, CONF_ONCE },
@@ -544,6 +575,12 @@ static int conf_close_top(struct conf_parser *p, void *base)
 	}
 	if (!conf->queue_dir && conf_store_string(p, &conf->queue_dir, DEFAULT_QUEUE_DIR) < 0)
 		return -1;
+	if (!conf->postmaster) {
+		char addr[300];
+		snprintf(addr, sizeof addr, "postmaster@%s", conf->hostname);
+		if (conf_store_string(p, &conf->postmaster, addr) < 0)
+			return -1;
+	}
 	if (conf->nlisten == 0) {
 		char def[] = DEFAULT_LISTEN, *argv[] = { def };
 		if (conf_add_listen(p, conf, 0, 1, argv) < 0)

@@ -66,6 +66,8 @@ struct queue_envelope {
 	enum queue_ret ret;
 	enum queue_body body;
 	int smtputf8;
+	int notice;			/* relayd's own notice to the postmaster: when it cannot
+					 * be delivered, it is dropped, never reported on */
 	int64_t arrival;		/* unix seconds */
 	uint64_t size;			/* body bytes as stored */
 	char *client_addr;		/* "192.0.2.7" */

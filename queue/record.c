@@ -14,6 +14,7 @@
 
 #define ENVELOPE_FIXED (1 + 1 + 1 + 1 + 8 + 8 + 4)	/* version ret body flags arrival size nrcpts */
 #define ENVELOPE_SMTPUTF8 0x01
+#define ENVELOPE_NOTICE 0x02
 /* version state notify flags attempts next_attempt last_attempt */
 #define RCPT_FIXED (1 + 1 + 1 + 1 + 4 + 8 + 8)
 #define NOTIFY_ALL (QUEUE_NOTIFY_NEVER | QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE | \
@@ -115,7 +116,7 @@ void queue_record_envelope_encode(const struct queue_envelope *env, unsigned cha
 	p[0] = QUEUE_RECORD_VERSION;
 	p[1] = (unsigned char)env->ret;
 	p[2] = (unsigned char)env->body;
-	p[3] = env->smtputf8 ? ENVELOPE_SMTPUTF8 : 0;
+	p[3] = (env->smtputf8 ? ENVELOPE_SMTPUTF8 : 0) | (env->notice ? ENVELOPE_NOTICE : 0);
 	queue_be64_put(p + 4, (uint64_t)env->arrival);
 	queue_be64_put(p + 12, env->size);
 	queue_be32_put(p + 20, (uint32_t)env->nrcpts);
@@ -214,7 +215,7 @@ int queue_record_envelope_decode(const void *data, size_t len, struct queue_enve
 	const unsigned char *p = take(&rd, ENVELOPE_FIXED);
 
 	if (!p || p[0] != QUEUE_RECORD_VERSION || p[1] > QUEUE_RET_HDRS ||
-	    p[2] > QUEUE_BODY_8BITMIME || (p[3] & ~ENVELOPE_SMTPUTF8))
+	    p[2] > QUEUE_BODY_8BITMIME || (p[3] & ~(ENVELOPE_SMTPUTF8 | ENVELOPE_NOTICE)))
 		return -1;
 	char *sender, *envid, *client_addr, *helo, *auth_user;
 	char **strs[] = { &sender, &envid, &client_addr, &helo, &auth_user };
@@ -228,6 +229,7 @@ int queue_record_envelope_decode(const void *data, size_t len, struct queue_enve
 	env->ret = (enum queue_ret)p[1];
 	env->body = (enum queue_body)p[2];
 	env->smtputf8 = (p[3] & ENVELOPE_SMTPUTF8) != 0;
+	env->notice = (p[3] & ENVELOPE_NOTICE) != 0;
 	env->arrival = (int64_t)queue_be64_get(p + 4);
 	env->size = queue_be64_get(p + 12);
 	*nrcpts = queue_be32_get(p + 20);

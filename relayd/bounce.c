@@ -32,6 +32,8 @@ struct report {
 	int64_t now;
 	enum bounce_action kind;	/* the gravest action reported: what the report is */
 	int headers_only;	/* part 3 is the original's header section only */
+	const char *to;		/* the report's recipient: the sender, or the postmaster */
+	int notice;		/* to the postmaster: 1 + enum bounce_notice, or 0 */
 	int utf8;		/* SMTPUTF8 original: UTF-8 may go into the report (RFC 6533) */
 	int eight_bit;		/* UTF-8 went into the part being built */
 	int failed;		/* an allocation failed: the report is incomplete */
@@ -55,8 +57,7 @@ int bounce_wanted(unsigned notify, enum bounce_action action)
 	return (notify & asks[action]) != 0;
 }
 
-/* RFC 5322 §3.3 date in local time; day and month names never from the locale. */
-static void format_date(char *buf, size_t len, int64_t when)
+void bounce_format_date(char *buf, size_t len, int64_t when)
 {
 	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
 	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -270,7 +271,7 @@ static void field_date(struct report *r, struct evbuffer *out, const char *name,
 {
 	char date[64];
 
-	format_date(date, sizeof date, when);
+	bounce_format_date(date, sizeof date, when);
 	out_printf(r, out, "%s: %s\r\n", name, date);
 }
 
@@ -291,6 +292,22 @@ static void text_intro(struct report *r, struct evbuffer *out)
 	line_raw(r, ".");
 	line_end(r, out, TEXT_INDENT);
 	out_add(r, out, "\r\n");
+	if (r->notice == 1 + BOUNCE_NOTICE_DOUBLE) {
+		out_add(r, out,
+		    "A delivery status notification (a bounce) could not be delivered to\r\n"
+		    "its recipient, listed below.  It is not retried and not returned\r\n"
+		    "again: this notice to the postmaster is the last word about it.\r\n"
+		    "Its headers are attached below.\r\n");
+		return;
+	}
+	if (r->notice == 1 + BOUNCE_NOTICE_COPY) {
+		out_add(r, out, "This is a copy for the postmaster (notify) of a report sent to\r\n");
+		line_raw(r, "<");
+		line_str(r, r->orig->sender);
+		line_raw(r, ">.  The message's headers are attached below.");
+		line_end(r, out, TEXT_INDENT);
+		out_add(r, out, "\r\n");
+	}
 	if (r->kind == BOUNCE_RELAYED) {
 		out_add(r, out,
 		    "Your message was handed on to the recipients listed below.  The server\r\n"
@@ -499,7 +516,7 @@ static void top_headers(struct report *r, struct evbuffer *out, int eight_bit)
 	line_raw(r, ">");
 	line_end(r, out, " ");
 	line_raw(r, "To: <");
-	line_str(r, r->orig->sender);
+	line_str(r, r->to);
 	line_raw(r, ">");
 	line_end(r, out, " ");
 	static const char *const subject[] = {
@@ -507,8 +524,12 @@ static void top_headers(struct report *r, struct evbuffer *out, int eight_bit)
 		[BOUNCE_DELAYED] = "Delayed Mail (still being retried)",
 		[BOUNCE_RELAYED] = "Mail Relayed (no further notice will follow)",
 	};
-	out_printf(r, out, "Subject: %s\r\n", subject[r->kind]);
-	format_date(date, sizeof date, r->now);
+	if (r->notice == 1 + BOUNCE_NOTICE_DOUBLE)
+		out_add(r, out, "Subject: Postmaster Warning: Undelivered Bounce\r\n");
+	else
+		out_printf(r, out, "Subject: %s%s\r\n", r->notice ? "Postmaster Copy: " : "",
+		    subject[r->kind]);
+	bounce_format_date(date, sizeof date, r->now);
 	out_printf(r, out, "Date: %s\r\n", date);
 	char msgid[80];
 	snprintf(msgid, sizeof msgid, "Message-ID: <%s.%lld@", r->id, (long long)r->now);
@@ -670,8 +691,9 @@ static struct queue_envelope *report_envelope(const struct report *r, int eight_
 	env->body = eight_bit ? QUEUE_BODY_8BITMIME : QUEUE_BODY_7BIT;
 	env->smtputf8 = r->utf8;
 	env->arrival = r->now;
+	env->notice = r->notice != 0;
 	if (!(env->sender = strdup("")) ||
-	    queue_envelope_add_rcpt(env, r->orig->sender, NULL, QUEUE_NOTIFY_NEVER) < 0) {
+	    queue_envelope_add_rcpt(env, r->to, NULL, QUEUE_NOTIFY_NEVER) < 0) {
 		queue_envelope_free(env);
 		errno = ENOMEM;
 		return NULL;
@@ -679,10 +701,10 @@ static struct queue_envelope *report_envelope(const struct report *r, int eight_
 	return env;
 }
 
-static int args_valid(const char *hostname, const struct queue_envelope *orig,
+static int args_valid(const char *hostname, const char *to, const struct queue_envelope *orig,
     const struct bounce_rcpt *rcpts, size_t n)
 {
-	if (!hostname || !orig || !orig->sender || !orig->sender[0] || !rcpts || n == 0)
+	if (!hostname || !orig || !orig->sender || !to || !to[0] || !rcpts || n == 0)
 		return 0;
 	for (size_t i = 0; i < n; i++)
 		if (!rcpts[i].rcpt || !rcpts[i].rcpt->addr)
@@ -709,6 +731,35 @@ static void report_init(struct report *r, const char *hostname,
 	r->headers_only = r->kind != BOUNCE_FAILED || orig->ret == QUEUE_RET_HDRS ||
 	    orig->size > BOUNCE_FULL_MAX;
 	r->utf8 = orig->smtputf8 != 0;
+	r->to = orig->sender;
+}
+
+/* The report r describes, as a new message: 0 with *env and *spool, or -1 (errno). */
+static int build(struct queue *q, struct report *r, struct queue_envelope **env,
+    struct queue_spool **spool)
+{
+	struct queue_envelope *e = NULL;
+	struct queue_spool *sp = NULL;
+
+	queue_new_id(q, r->id);
+	/* 8-bit: the original's body returned whole, or UTF-8 allowed anywhere. */
+	int eight_bit = r->utf8 || (!r->headers_only && r->orig->body == QUEUE_BODY_8BITMIME);
+	if (make_boundary(r) < 0 || !(r->line = evbuffer_new()) ||
+	    !(e = report_envelope(r, eight_bit)) || !(sp = queue_spool_new(q)) ||
+	    report_write(q, r, sp, eight_bit) < 0) {
+		int saved = errno ? errno : ENOMEM;
+		if (r->line)
+			evbuffer_free(r->line);
+		queue_envelope_free(e);
+		queue_spool_free(sp);
+		errno = saved;
+		return -1;
+	}
+	evbuffer_free(r->line);
+	e->size = queue_spool_size(sp);
+	*env = e;
+	*spool = sp;
+	return 0;
 }
 
 int bounce_build(struct queue *q, const char *hostname, const struct queue_envelope *orig,
@@ -716,31 +767,31 @@ int bounce_build(struct queue *q, const char *hostname, const struct queue_envel
     struct queue_envelope **env, struct queue_spool **spool)
 {
 	struct report r;
-	struct queue_envelope *e = NULL;
-	struct queue_spool *sp = NULL;
 
-	if (!q || !env || !spool || !args_valid(hostname, orig, rcpts, n)) {
+	if (!q || !env || !spool || !args_valid(hostname, orig ? orig->sender : NULL, orig,
+	    rcpts, n) || !orig->sender[0]) {
 		errno = EINVAL;
 		return -1;
 	}
 	report_init(&r, hostname, orig, rcpts, n, now);
-	queue_new_id(q, r.id);
-	/* 8-bit: the original's body returned whole, or UTF-8 allowed anywhere. */
-	int eight_bit = r.utf8 || (!r.headers_only && orig->body == QUEUE_BODY_8BITMIME);
-	if (make_boundary(&r) < 0 || !(r.line = evbuffer_new()) ||
-	    !(e = report_envelope(&r, eight_bit)) || !(sp = queue_spool_new(q)) ||
-	    report_write(q, &r, sp, eight_bit) < 0) {
-		int saved = errno ? errno : ENOMEM;
-		if (r.line)
-			evbuffer_free(r.line);
-		queue_envelope_free(e);
-		queue_spool_free(sp);
-		errno = saved;
+	return build(q, &r, env, spool);
+}
+
+int bounce_build_notice(struct queue *q, const char *hostname, const char *postmaster,
+    enum bounce_notice what, const struct queue_envelope *orig,
+    const struct bounce_rcpt *rcpts, size_t n, int64_t now,
+    struct queue_envelope **env, struct queue_spool **spool)
+{
+	struct report r;
+
+	if (!q || !env || !spool || !args_valid(hostname, postmaster, orig, rcpts, n) ||
+	    (what == BOUNCE_NOTICE_COPY && !orig->sender[0])) {
+		errno = EINVAL;
 		return -1;
 	}
-	evbuffer_free(r.line);
-	e->size = queue_spool_size(sp);
-	*env = e;
-	*spool = sp;
-	return 0;
+	report_init(&r, hostname, orig, rcpts, n, now);
+	r.to = postmaster;
+	r.notice = 1 + what;
+	r.headers_only = 1;	/* the postmaster needs to know what, not to read it */
+	return build(q, &r, env, spool);
 }

@@ -59,4 +59,19 @@ int bounce_build(struct queue *q, const char *hostname, const struct queue_envel
     const struct bounce_rcpt *rcpts, size_t n, int64_t now,
     struct queue_envelope **env, struct queue_spool **spool);
 
+/*
+ * A report to the postmaster instead, headers only, its envelope marked a
+ * notice (env->notice: when it cannot be delivered it is dropped, never
+ * reported on).  COPY: the report just built for orig's sender, for
+ * `notify bounce` / `notify delay`.  DOUBLE: orig is itself a bounce (null
+ * sender) that could not be delivered; the postmaster hears of it once.
+ */
+enum bounce_notice { BOUNCE_NOTICE_COPY, BOUNCE_NOTICE_DOUBLE };
+/* RFC 5322 §3.3 date in local time; day and month names never from the locale. */
+void bounce_format_date(char *buf, size_t len, int64_t when);
+int bounce_build_notice(struct queue *q, const char *hostname, const char *postmaster,
+    enum bounce_notice what, const struct queue_envelope *orig,
+    const struct bounce_rcpt *rcpts, size_t n, int64_t now,
+    struct queue_envelope **env, struct queue_spool **spool);
+
 #endif

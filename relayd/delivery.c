@@ -293,6 +293,12 @@ static void quota_cb(evutil_socket_t fd, short what, void *arg)
 	quota_save(arg);
 }
 
+static void notice_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	notice_check(arg);
+}
+
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct delivery *d = arg;
@@ -342,8 +348,11 @@ int delivery_start(struct delivery *d, struct queue *q)
 	d->timer = evtimer_new(d->base, timer_cb, d);
 	d->quota_timer = evtimer_new(d->base, quota_cb, d);
 	d->gc = evtimer_new(d->base, gc_cb, d);
-	if (!d->dns || !d->timer || !d->quota_timer || !d->gc)
+	d->notice_timer = event_new(d->base, -1, EV_PERSIST, notice_cb, d);
+	if (!d->dns || !d->timer || !d->quota_timer || !d->gc || !d->notice_timer)
 		return -1;
+	struct timeval every = { NOTICE_CHECK, 0 };
+	evtimer_add(d->notice_timer, &every);
 	quota_load(d);
 	if (d->conf->nroutes == 0)
 		log_warn("no route in the configuration: mail stays in the queue");
@@ -360,6 +369,8 @@ void delivery_stop(struct delivery *d, int now, void (*stopped)(void *), void *a
 	d->stopped_arg = arg;
 	if (!d->stopping) {
 		d->stopping = 1;
+		if (d->notice_timer)
+			evtimer_del(d->notice_timer);
 		if (d->timer)
 			evtimer_add(d->timer, &grace);
 		upstreams_each(d, stop_one, NULL);
@@ -409,6 +420,8 @@ void delivery_free(struct delivery *d)
 		event_free(d->timer);
 	if (d->quota_timer)
 		event_free(d->quota_timer);
+	if (d->notice_timer)
+		event_free(d->notice_timer);
 	if (d->gc)
 		event_free(d->gc);
 	if (d->dns)

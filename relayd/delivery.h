@@ -109,6 +109,8 @@ struct delivery {
 	size_t nactive;
 	struct event *timer;		/* the next due time, or a kick; the stop deadline */
 	struct event *quota_timer;	/* writes changed quota counters, once a second */
+	struct event *notice_timer;	/* notify resource: the queue and its disk */
+	int queue_warned, disk_warned;	/* over the threshold at the last look */
 	int stopping;
 	void (*stopped)(void *);	/* called once nothing is in flight any more */
 	void *stopped_arg;

@@ -18,6 +18,8 @@ struct delivery_msg {
 	size_t njobs;
 	size_t jobs_left;
 	struct upstream *ups;		/* the upstreams its routes index (of its config) */
+	struct queue_envelope *copy;	/* notify: the postmaster's copy of its report, */
+	struct queue_spool *copy_spool;	/* committed after its results */
 	char **lines;			/* its log lines, written once its results are */
 	size_t nlines;
 	struct delivery_msg *next;
@@ -73,6 +75,10 @@ void quota_load(struct delivery *d);
 /* After a reload: counters of upstreams whose name the previous set did not have. */
 void quota_load_new(struct delivery *d);
 void quota_save(struct delivery *d);
+
+/* notice.c: notify resource, every NOTICE_CHECK seconds. */
+#define NOTICE_CHECK 5
+void notice_check(struct delivery *d);
 
 /* failover.c */
 /*

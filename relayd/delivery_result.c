@@ -65,6 +65,8 @@ void msg_free(struct delivery_msg *m)
 		free(m->lines[i]);
 	free(m->lines);
 	queue_envelope_free(m->env);
+	queue_envelope_free(m->copy);
+	queue_spool_free(m->copy_spool);
 	if (m->ups)
 		upstreams_release(m->d, m->ups);
 	free(m);
@@ -168,6 +170,29 @@ void msg_done(struct delivery *d, struct delivery_msg *m)
 	}
 }
 
+/* The postmaster's copy of a report to the sender, committed once the results are. */
+static void copy_done(void *arg, enum queue_status status)
+{
+	char *id = arg;
+
+	if (status != QUEUE_OK)
+		log_warn("%s: the postmaster's copy is lost (queue %s)", id,
+		    status == QUEUE_FULL ? "full" : "error");
+	free(id);
+}
+
+static void commit_copy(struct delivery *d, struct delivery_msg *m)
+{
+	char *id = strdup(m->copy->id);
+
+	if (!id || queue_commit(d->queue, m->copy, m->copy_spool, copy_done, id) < 0) {
+		log_warn("%s: the postmaster's copy is lost: out of memory", m->id);
+		free(id);
+	}
+	m->copy = NULL;
+	m->copy_spool = NULL;
+}
+
 static void update_done(void *arg, enum queue_status status)
 {
 	struct delivery_msg *m = arg;
@@ -176,15 +201,53 @@ static void update_done(void *arg, enum queue_status status)
 	if (status != QUEUE_OK)
 		log_warn("%s: cannot record delivery results (queue %s): the attempt will be "
 		    "repeated", m->id, status == QUEUE_FULL ? "full" : "error");
+	else if (m->copy)
+		commit_copy(m->d, m);
 	msg_done(m->d, m);
+}
+
+/*
+ * A message from the null sender (a bounce) whose recipients failed: the
+ * postmaster hears of it once (a double bounce), unless it was a notice to
+ * the postmaster already, which is dropped.  Never a report to the null
+ * sender, so nothing loops.
+ */
+static int make_double_bounce(struct delivery *d, struct delivery_msg *m,
+    struct bounce_rcpt *br, size_t n, struct queue_envelope **benv,
+    struct queue_spool **bspool)
+{
+	size_t failed = 0;
+	char addr[600];
+
+	for (size_t i = 0; i < n; i++)
+		if (br[i].action == BOUNCE_FAILED)
+			br[failed++] = br[i];
+	if (failed == 0)
+		return 0;
+	if (m->env->notice) {
+		for (size_t i = 0; i < failed; i++)
+			msg_log(m, "%s: postmaster notice to <%s> undeliverable: dropped", m->id,
+			    log_escape(addr, sizeof addr, br[i].rcpt->addr, strlen(br[i].rcpt->addr)));
+		return 0;
+	}
+	if (bounce_build_notice(d->queue, d->conf->hostname, d->conf->postmaster,
+	    BOUNCE_NOTICE_DOUBLE, m->env, br, failed, (int64_t)time(NULL), benv, bspool) < 0) {
+		log_warn("%s: cannot build the postmaster's double-bounce notice: %s", m->id,
+		    strerror(errno));
+		return -1;
+	}
+	msg_log(m, "%s: undeliverable bounce: postmaster notice: %s", m->id, (*benv)->id);
+	return 0;
 }
 
 /* A report about br[0..n) to the sender; NULL env when none is due. */
 static int make_report(struct delivery *d, struct delivery_msg *m, struct bounce_rcpt *br,
     size_t n, struct queue_envelope **benv, struct queue_spool **bspool)
 {
-	if (n == 0 || m->env->sender[0] == '\0')
+	if (n == 0)
 		return 0;
+	if (m->env->sender[0] == '\0')
+		return make_double_bounce(d, m, br, n, benv, bspool);
 	if (bounce_build(d->queue, d->conf->hostname, m->env, br, n, (int64_t)time(NULL), benv,
 	    bspool) < 0) {
 		log_warn("%s: cannot build the delivery status notification: %s", m->id,
@@ -198,6 +261,19 @@ static int make_report(struct delivery *d, struct delivery_msg *m, struct bounce
 		else if (br[i].action == BOUNCE_DELAYED && kind[0] == 's')
 			kind = "delay";
 	msg_log(m, "%s: sender %s notification: %s", m->id, kind, (*benv)->id);
+	/* notify bounce / delay: the postmaster gets a copy, headers only. */
+	unsigned want = kind[0] == 'n' ? CONF_NOTIFY_BOUNCE : kind[0] == 'd' ?
+	    CONF_NOTIFY_DELAY : 0;
+	if (d->conf->notify & want) {
+		if (bounce_build_notice(d->queue, d->conf->hostname, d->conf->postmaster,
+		    BOUNCE_NOTICE_COPY, m->env, br, n, (int64_t)time(NULL), &m->copy,
+		    &m->copy_spool) < 0)
+			log_warn("%s: cannot build the postmaster's copy: %s", m->id,
+			    strerror(errno));
+		else
+			msg_log(m, "%s: postmaster copy of the %s notification: %s", m->id, kind,
+			    m->copy->id);
+	}
 	return 0;
 }
 
@@ -288,8 +364,9 @@ static void msg_finish(struct delivery_msg *m)
 				    .diagnostic = r->last_reply,
 				    .last_attempt = inow };
 			}
+			/* A bounce's own failures always count: they make a double bounce. */
 			if (r->state == QUEUE_RCPT_BOUNCED && br &&
-			    bounce_wanted(r->notify, BOUNCE_FAILED)) {
+			    (bounce_wanted(r->notify, BOUNCE_FAILED) || env->sender[0] == '\0')) {
 				struct bounce_rcpt *b = &br[nbr++];
 				nfailed++;
 				b->rcpt = r;

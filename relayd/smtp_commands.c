@@ -196,14 +196,8 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		}
 		return;
 	}
-	if (r.postmaster) {
-		if (!conf->postmaster) {
-			smtp_reply(s, 550, "5.1.1", "<%s>: this relay has no local postmaster; "
-			    "write to postmaster@ the domain in question", r.addr);
-			return;
-		}
+	if (r.postmaster)	/* RFC 5321 §4.5.1: always taken, for the configured one */
 		snprintf(r.addr, sizeof r.addr, "%s", conf->postmaster);
-	}
 	/*
 	 * With routes configured, a recipient none of them covers is refused now,
 	 * so the submitting MTA returns it at once with our words, instead of

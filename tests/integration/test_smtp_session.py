@@ -431,12 +431,13 @@ def test_half_closed_client_still_gets_its_250():
 
 @test
 def test_postmaster_without_domain():
-    with running() as r:
+    with running() as r:                    # default: postmaster@HOSTNAME
         c = Client(r.port)
         c.hello()
-        c.cmd("MAIL FROM:<a@example.com>", 250)
-        c.cmd("RCPT TO:<Postmaster>", 550, "5.1.1")
+        qid = c.send_message("a@example.com", ["Postmaster"], MSG)
         c.cmd("QUIT", 221)
+        rc, out, err = r.relayctl("show", qid)
+        assert "rcpt: <postmaster@relay.test>" in out, out
     with running(extra="postmaster admin@example.net\n") as r:
         c = Client(r.port)
         c.hello()

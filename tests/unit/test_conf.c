@@ -225,7 +225,9 @@ static void test_defaults(void)
 	CHECK(c->timeout_idle == 300);
 	CHECK(c->timeout_command == 60);
 	CHECK(c->timeout_data == 3600);
-	CHECK(c->postmaster == NULL);
+	CHECK(c->postmaster && strncmp(c->postmaster, "postmaster@", 11) == 0 &&
+	    strcmp(c->postmaster + 11, c->hostname) == 0);
+	CHECK(c->notify == 0 && c->queue_warn == 0 && !c->soft_bounce);
 	CHECK(c->user == NULL);
 	CHECK(c->nupstreams == 0);
 	conf_free(c);

@@ -17,6 +17,7 @@ static const struct queue_envelope envelopes[] = {
 	  .client_addr = "192.0.2.7", .helo = "mail.example.org", .auth_user = "alice",
 	  .nrcpts = 3 },
 	{ .sender = "", .ret = QUEUE_RET_NONE, .body = QUEUE_BODY_7BIT },	/* null sender, all NULL */
+	{ .sender = "", .notice = 1, .smtputf8 = 1 },			/* a postmaster notice */
 	{ .sender = "", .envid = "", .client_addr = "", .helo = "", .auth_user = "" },
 	{ .sender = "b\xc3\xbc" "cher@b\xc3\xbc" "cher.example", .ret = QUEUE_RET_FULL,
 	  .arrival = INT64_MAX, .size = UINT64_MAX, .nrcpts = UINT32_MAX,
@@ -47,6 +48,7 @@ static void check_envelope_equal(const struct queue_envelope *got,
 	CHECK(got->ret == want->ret);
 	CHECK(got->body == want->body);
 	CHECK(got->smtputf8 == want->smtputf8);
+	CHECK(got->notice == want->notice);
 	CHECK(got->arrival == want->arrival);
 	CHECK(got->size == want->size);
 }
@@ -153,7 +155,7 @@ static const struct {
 	{ "version 2", { ENV_HEAD(2, 0, 0, 0), EMPTY, NULLSTR, NULLSTR, NULLSTR, NULLSTR }, 44 },
 	{ "ret 3", { ENV_HEAD(1, 3, 0, 0), EMPTY, NULLSTR, NULLSTR, NULLSTR, NULLSTR }, 44 },
 	{ "body 2", { ENV_HEAD(1, 0, 2, 0), EMPTY, NULLSTR, NULLSTR, NULLSTR, NULLSTR }, 44 },
-	{ "unknown flag", { ENV_HEAD(1, 0, 0, 2), EMPTY, NULLSTR, NULLSTR, NULLSTR, NULLSTR }, 44 },
+	{ "unknown flag", { ENV_HEAD(1, 0, 0, 4), EMPTY, NULLSTR, NULLSTR, NULLSTR, NULLSTR }, 44 },
 	{ "NULL sender", { ENV_HEAD(1, 0, 0, 0), NULLSTR, NULLSTR, NULLSTR, NULLSTR, NULLSTR }, 44 },
 	{ "strings missing", { ENV_HEAD(1, 0, 0, 0), EMPTY, NULLSTR }, 32 },
 	{ "trailing byte", { ENV_HEAD(1, 0, 0, 0), EMPTY, NULLSTR, NULLSTR, NULLSTR, NULLSTR, 0 }, 45 },
