@@ -1,24 +1,46 @@
 /*
  * http — the evhttp server behind `http ADDR:PORT` (see http.h).  Only GET
  * and HEAD, no request body, small headers, a short timeout: it answers
- * scrapers and browsers, nothing else.
+ * scrapers and browsers, nothing else.  evhttp (libevent 2.1) bounds neither
+ * the number of connections nor how long one may trickle its headers, so
+ * this file does: each connection's bufferevent is ours (evhttp_set_bevcb),
+ * counted until evhttp lets go of it, and ended at HTTP_DEADLINE whatever
+ * it does; past HTTP_MAX_CONNS the listener pauses and the kernel's backlog
+ * holds the rest.  The SMTP side must never run out of descriptors for this.
  */
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "relayd/delivery.h"
 #include "relayd/http.h"
 #include "relayd/log.h"
 #include "relayd/server.h"
 
-#define HTTP_TIMEOUT 10			/* seconds for a request, and idle keep-alive */
+#define HTTP_TIMEOUT 10			/* seconds without progress: idle, or a stalled read */
+#define HTTP_DEADLINE 15		/* seconds a connection may live, however it trickles */
+#define HTTP_MAX_CONNS 32		/* at once; more wait in the listen backlog */
 #define HTTP_MAX_HEADERS 8192
+#define HTTP_PAUSE 1			/* seconds without accepting after EMFILE and friends */
+
+struct http_conn {
+	struct bufferevent *bev;	/* one reference is ours, so the pointer stays valid */
+	double started;			/* monotonic seconds */
+};
 
 struct http {
 	struct evhttp *evh;
+	struct evconnlistener *listener;
+	struct event *tick;		/* each second while connections are open */
+	struct event *pause;		/* accepting again after an accept error */
+	struct http_conn conns[HTTP_MAX_CONNS];
+	size_t nconns;
+	int paused;			/* by an accept error: the tick leaves the listener off */
 	struct server *srv;		/* NULL until attached */
 	struct queue *queue;
 };
@@ -79,27 +101,119 @@ static void request_cb(struct evhttp_request *req, void *arg)
 	evbuffer_free(out);
 }
 
+/*
+ * evhttp frees a connection's bufferevent with bufferevent_free(), which
+ * clears its callbacks; our reference keeps the memory, so that is how we
+ * see the connection is over.  Those still there past the deadline are told
+ * they timed out, the way evhttp's own timeouts end a connection.
+ */
+static void sweep(struct http *h)
+{
+	double now = delivery_monotonic();
+	size_t kept = 0;
+
+	for (size_t i = 0; i < h->nconns; i++) {
+		struct http_conn *c = &h->conns[i];
+		bufferevent_event_cb eventcb;
+		bufferevent_getcb(c->bev, NULL, NULL, &eventcb, NULL);
+		if (eventcb && now - c->started >= HTTP_DEADLINE) {
+			bufferevent_trigger_event(c->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, 0);
+			bufferevent_getcb(c->bev, NULL, NULL, &eventcb, NULL);
+		}
+		if (eventcb)
+			h->conns[kept++] = *c;
+		else
+			bufferevent_decref(c->bev);
+	}
+	h->nconns = kept;
+	if (h->nconns < HTTP_MAX_CONNS && !h->paused)
+		evconnlistener_enable(h->listener);
+	if (h->nconns == 0)
+		evtimer_del(h->tick);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	sweep(arg);
+}
+
+/* A new connection: its bufferevent, counted. */
+static struct bufferevent *new_conn(struct event_base *base, void *arg)
+{
+	struct http *h = arg;
+	struct timeval second = { 1, 0 };
+
+	sweep(h);
+	/* No BEV_OPT_CLOSE_ON_FREE: evhttp closes the socket itself when it is done. */
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+	if (!bev)
+		return NULL;	/* evhttp makes one of its own, uncounted */
+	if (h->nconns < HTTP_MAX_CONNS) {
+		bufferevent_incref(bev);
+		h->conns[h->nconns++] = (struct http_conn){ bev, delivery_monotonic() };
+		if (!evtimer_pending(h->tick, NULL))
+			evtimer_add(h->tick, &second);
+	}
+	if (h->nconns >= HTTP_MAX_CONNS)
+		evconnlistener_disable(h->listener);
+	return bev;
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http *h = arg;
+	(void)fd, (void)what;
+	h->paused = 0;
+	if (h->nconns < HTTP_MAX_CONNS)
+		evconnlistener_enable(h->listener);
+}
+
+/* The one server (evhttp owns the listener's callback argument, so it cannot carry h). */
+static struct http *the_http;
+
+/* Out of descriptors: the socket stays readable, so pause rather than spin. */
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct http *h = the_http;
+	struct timeval pause = { HTTP_PAUSE, 0 };
+	(void)arg;
+
+	log_warn("http: accept: %s: not accepting for %ds",
+	    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), HTTP_PAUSE);
+	evconnlistener_disable(l);
+	h->paused = 1;
+	evtimer_add(h->pause, &pause);
+}
+
 struct http *http_new(struct event_base *base, const struct conf_listen *l, char *err,
     size_t errlen)
 {
 	struct http *h = calloc(1, sizeof *h);
+	struct evhttp_bound_socket *bound;
 	evutil_socket_t fd;
 
-	if (!h || !(h->evh = evhttp_new(base))) {
+	if (!h || !(h->evh = evhttp_new(base)) ||
+	    !(h->tick = event_new(base, -1, EV_PERSIST, tick_cb, h)) ||
+	    !(h->pause = evtimer_new(base, resume_cb, h))) {
 		snprintf(err, errlen, "http %s: out of memory", l->text);
-		free(h);
+		http_free(h);
 		return NULL;
 	}
 	if ((fd = server_bind_one(l, err, errlen)) < 0) {
 		http_free(h);
 		return NULL;
 	}
-	if (!evhttp_accept_socket_with_handle(h->evh, fd)) {
+	if (!(bound = evhttp_accept_socket_with_handle(h->evh, fd))) {
 		close(fd);
 		snprintf(err, errlen, "http %s: cannot watch the socket", l->text);
 		http_free(h);
 		return NULL;
 	}
+	the_http = h;
+	h->listener = evhttp_bound_socket_get_listener(bound);
+	evconnlistener_set_error_cb(h->listener, accept_error_cb);
+	evhttp_set_bevcb(h->evh, new_conn, h);
 	evhttp_set_allowed_methods(h->evh, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
 	evhttp_set_max_headers_size(h->evh, HTTP_MAX_HEADERS);
 	evhttp_set_max_body_size(h->evh, 0);
@@ -122,6 +236,14 @@ void http_free(struct http *h)
 	if (!h)
 		return;
 	if (h->evh)
-		evhttp_free(h->evh);
+		evhttp_free(h->evh);	/* frees every connection: only our references remain */
+	for (size_t i = 0; i < h->nconns; i++)
+		bufferevent_decref(h->conns[i].bev);
+	if (h->tick)
+		event_free(h->tick);
+	if (h->pause)
+		event_free(h->pause);
+	if (the_http == h)
+		the_http = NULL;
 	free(h);
 }

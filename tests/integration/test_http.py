@@ -6,11 +6,13 @@ escaped on it, and hostile HTTP answered without harm.
 """
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 
@@ -202,6 +204,87 @@ def test_hostile_http_is_answered_and_harmless():
         assert "The queue is empty" in page and "None since relayd started" in page
         assert get(http_port, "/metrics")[0] == 200
         assert "http: /metrics and the status page on 127.0.0.1:%d" % http_port in r.log_text()
+
+
+def sockets_of(pid):
+    """How many sockets the process holds open."""
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            n += os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:")
+        except OSError:
+            pass
+    return n
+
+
+def cpu_of(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@test
+def test_http_connections_bounded_and_trickling_cut_off():
+    """A client opening many connections holds at most 32 descriptors (the SMTP side
+    keeps answering), and one sending its headers a byte at a time is cut off at 15 s."""
+    http_port = free_port()
+    with running(extra="http 127.0.0.1:%d\n" % http_port) as r:
+        before = sockets_of(r.proc.pid)
+        idle = [socket.create_connection(("127.0.0.1", http_port)) for _ in range(200)]
+        try:
+            time.sleep(1)
+            held = sockets_of(r.proc.pid) - before
+            assert held <= 34, "%d sockets for 200 idle http clients" % held  # 32, some slack
+            c = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+            assert c.recv(100).startswith(b"220 "), "SMTP starved by HTTP connections"
+            c.close()
+        finally:
+            for s in idle:
+                s.close()
+        wait_for(lambda: sockets_of(r.proc.pid) <= before + 1, 20, what="the http sockets closed")
+        assert get(http_port, "/metrics")[0] == 200     # the backlog has drained
+        slow = socket.create_connection(("127.0.0.1", http_port))
+        slow.settimeout(2)
+        t0, closed = time.monotonic(), None
+        request = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+        for i in range(len(request)):
+            try:
+                slow.sendall(request[i:i + 1])
+                if slow.recv(100) == b"":
+                    closed = time.monotonic() - t0
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                closed = time.monotonic() - t0
+                break
+        slow.close()
+        assert closed and 14 <= closed <= 20, "a trickling client kept its connection: %s" % closed
+        assert get(http_port, "/metrics")[0] == 200
+
+
+@test
+def test_http_out_of_descriptors_pauses_instead_of_spinning():
+    http_port = free_port()
+    r = running(extra="http 127.0.0.1:%d\n" % http_port).r
+    try:
+        r.start(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48)))
+        conns = []
+        for _ in range(80):
+            try:
+                conns.append(socket.create_connection(("127.0.0.1", http_port), timeout=2))
+            except OSError:
+                break
+        wait_for(lambda: "http: accept: Too many open files" in r.log_text(), 10,
+                 what="the accept error logged")
+        t = cpu_of(r.proc.pid)
+        time.sleep(2)
+        assert cpu_of(r.proc.pid) - t < 0.5, "the event loop spins on EMFILE"
+        for s in conns:
+            s.close()
+        r.stop()
+    finally:
+        r.cleanup()
 
 
 @test
