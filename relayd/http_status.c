@@ -17,29 +17,37 @@
 #include "relayd/server.h"
 
 #define QUEUE_ROWS 50			/* the oldest messages shown */
+#define RCPT_ROWS 5			/* pending recipients shown per message; the rest counted */
 #define REFRESH 15			/* seconds */
 
 /* s as HTML text (also safe inside a quoted attribute); at most max bytes of it. */
 static void esc(struct evbuffer *out, const char *s, size_t max)
 {
+	const char *run = s;	/* the bytes since the last one replaced, added in one go */
 	size_t n = 0;
 
-	for (; s && *s && n < max; s++, n++) {
+	if (!s)
+		return;
+	for (; *s && n < max; s++, n++) {
+		const char *rep;
 		switch (*s) {
-		case '&': evbuffer_add(out, "&amp;", 5); break;
-		case '<': evbuffer_add(out, "&lt;", 4); break;
-		case '>': evbuffer_add(out, "&gt;", 4); break;
-		case '"': evbuffer_add(out, "&quot;", 6); break;
-		case '\'': evbuffer_add(out, "&#39;", 5); break;
-		case '\n': evbuffer_add(out, " ", 1); break;
+		case '&': rep = "&amp;"; break;
+		case '<': rep = "&lt;"; break;
+		case '>': rep = "&gt;"; break;
+		case '"': rep = "&quot;"; break;
+		case '\'': rep = "&#39;"; break;
+		case '\n': rep = " "; break;
 		default:
-			if ((unsigned char)*s < 0x20 || *s == 0x7f)
-				evbuffer_add(out, "?", 1);
-			else
-				evbuffer_add(out, s, 1);
+			rep = (unsigned char)*s < 0x20 || *s == 0x7f ? "?" : NULL;
 		}
+		if (!rep)
+			continue;
+		evbuffer_add(out, run, (size_t)(s - run));
+		evbuffer_add(out, rep, strlen(rep));
+		run = s + 1;
 	}
-	if (s && *s)
+	evbuffer_add(out, run, (size_t)(s - run));
+	if (*s)
 		evbuffer_add(out, "\xe2\x80\xa6", 3);	/* … */
 }
 
@@ -231,12 +239,20 @@ static int queue_row(void *arg, const struct queue_envelope *env)
 	struct evbuffer *out = qr->out;
 	char a[32], b[32];
 
+	size_t shown = 0, more = 0;
+
 	if (qr->n++ >= QUEUE_ROWS)
 		return 1;
+	/* A message may have max_recipients of them: the page stays small whatever comes. */
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct queue_rcpt *r = &env->rcpts[i];
 		if (r->state != QUEUE_RCPT_PENDING)
 			continue;
+		if (shown == RCPT_ROWS) {
+			more++;
+			continue;
+		}
+		shown++;
 		const char *hint = hint_for_reply(qr->conf, r->last_reply);
 		evbuffer_add_printf(out, "<tr><td><code>%s</code>%s</td><td>%s</td><td>",
 		    env->id, env->held ? " <span class=\"warn\">held</span>" : "",
@@ -255,6 +271,10 @@ static int queue_row(void *arg, const struct queue_envelope *env)
 		    r->next_attempt <= (int64_t)qr->now ? "now" :
 		    span((double)r->next_attempt - qr->now, b, sizeof b));
 	}
+	if (more)
+		evbuffer_add_printf(out, "<tr><td><code>%s</code></td><td colspan=\"7\" "
+		    "class=\"none\">and %zu more pending recipients: <code>relayctl show %s"
+		    "</code></td></tr>\n", env->id, more, env->id);
 	return 0;
 }
 

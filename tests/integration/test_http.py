@@ -162,6 +162,23 @@ def test_metrics_and_status_page_with_a_stuck_queue():
         assert re.search(r"\bok\b", text_of(dom, "upstreams")), dom
 
 
+@test
+def test_status_page_shows_a_few_recipients_per_message():
+    """A message may have max_recipients (1000) of them: the page lists 5 per message
+    and counts the rest, so a stuck queue cannot make it megabytes long."""
+    up_port, http_port = free_port(), free_port()
+    with running(extra=conf(up_port, http_port)) as r:
+        rcpts = ["r%d@example.com" % i for i in range(40)]
+        qid = submit(r, rcpts, BODY)
+        wait_for(lambda: r.log_text().count("%s: to=<" % qid) == 40, 20, what="a first try")
+        status, _, page = get(http_port, "/")
+        assert status == 200
+        rows = re.findall(r"<tr><td><code>%s</code>" % qid, page)
+        assert len(rows) == 6, len(rows)        # 5 recipients and the rest counted
+        assert "and 35 more pending recipients" in page, page
+        assert "relayctl show %s" % qid in page
+
+
 def raw(port, data, timeout=10):
     """Send data as is; what comes back until the server closes (or the timeout)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
