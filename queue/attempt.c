@@ -16,7 +16,8 @@
 #define ATTEMPT_VERSION 1
 #define ATTEMPT_KEY_LEN (QUEUE_ID_LEN + 4 + 4)
 #define STR_NULL 0xffff
-#define REPLY_MAX 1000			/* the far end's words, cut there */
+#define REPLY_MAX 300			/* the far end's words, cut there (the recipient
+					 * record keeps the last one whole) */
 #define WORD_MAX 255			/* status, upstream, relay, dsn */
 
 static void attempt_key(unsigned char *key, const char *id, uint32_t rcpt, uint32_t seq)

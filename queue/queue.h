@@ -248,7 +248,7 @@ struct queue_envelope *queue_load(struct queue *q, const char *id);
  * last QUEUE_ATTEMPTS_KEPT of each); gone with the message.  fn returns
  * non-zero to stop.  0, or -1.
  */
-#define QUEUE_ATTEMPTS_KEPT 25
+#define QUEUE_ATTEMPTS_KEPT 20
 typedef int queue_attempt_fn(void *arg, const struct queue_attempt *a);
 int queue_attempts(struct queue *q, const char *id, queue_attempt_fn *fn, void *arg);
 /* The stored body of a message, passed to fn in chunks.  0, or -1 when absent. */

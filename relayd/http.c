@@ -8,6 +8,7 @@
  * it does; past HTTP_MAX_CONNS the listener pauses and the kernel's backlog
  * holds the rest.  The SMTP side must never run out of descriptors for this.
  */
+#include <arpa/inet.h>
 #include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "relayd/delivery.h"
@@ -70,6 +72,36 @@ static void text_reply(struct evhttp_request *req, int code, const char *reason)
 		evbuffer_free(b);
 }
 
+/*
+ * The Host a request names must be an address, localhost or relayd's own
+ * hostname: a web page an admin visits could otherwise point its own name
+ * at 127.0.0.1 (DNS rebinding) and read the page from the admin's browser.
+ * Browsers always send Host; a request without one is no browser's.
+ */
+static int host_allowed(const char *host, const char *hostname)
+{
+	char name[256], addr[sizeof(struct in6_addr)];
+	size_t n;
+
+	if (!host)
+		return 1;
+	if (host[0] == '[') {		/* [v6]:port */
+		n = strcspn(host + 1, "]");
+		if (host[1 + n] != ']' || n >= sizeof name)
+			return 0;
+		memcpy(name, host + 1, n);
+		name[n] = '\0';
+		return inet_pton(AF_INET6, name, addr) == 1;
+	}
+	n = strcspn(host, ":");
+	if (n == 0 || n >= sizeof name)
+		return 0;
+	memcpy(name, host, n);
+	name[n] = '\0';
+	return inet_pton(AF_INET, name, addr) == 1 || strcasecmp(name, "localhost") == 0 ||
+	    strcasecmp(name, hostname) == 0;
+}
+
 static void request_cb(struct evhttp_request *req, void *arg)
 {
 	struct http *h = arg;
@@ -80,6 +112,11 @@ static void request_cb(struct evhttp_request *req, void *arg)
 
 	if (!h->srv) {
 		text_reply(req, 503, "Service Unavailable");
+		return;
+	}
+	if (!host_allowed(evhttp_find_header(evhttp_request_get_input_headers(req), "Host"),
+	    h->srv->conf->hostname)) {
+		text_reply(req, 403, "Forbidden (Host: use the address, localhost or the hostname)");
 		return;
 	}
 	if (!path || (strcmp(path, "/") != 0 && strcmp(path, "/metrics") != 0)) {
@@ -99,6 +136,16 @@ static void request_cb(struct evhttp_request *req, void *arg)
 		reply(req, 200, "OK", metrics ? "text/plain; version=0.0.4; charset=utf-8" :
 		    "text/html; charset=utf-8", out);
 	evbuffer_free(out);
+}
+
+static int is_loopback(const struct conf_listen *l)
+{
+	if (l->addr.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&l->addr;
+		return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+	}
+	const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&l->addr;
+	return l->addr.ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&a->sin6_addr);
 }
 
 /*
@@ -220,6 +267,9 @@ struct http *http_new(struct event_base *base, const struct conf_listen *l, char
 	evhttp_set_timeout(h->evh, HTTP_TIMEOUT);
 	evhttp_set_gencb(h->evh, request_cb, h);
 	log_info("http: /metrics and the status page on %s", l->text);
+	if (!is_loopback(l))
+		log_warn("http %s: not a loopback address: the status page shows senders, "
+		    "recipients and replies to anyone who can reach it", l->text);
 	return h;
 }
 

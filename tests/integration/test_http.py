@@ -216,6 +216,14 @@ def test_hostile_http_is_answered_and_harmless():
         big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
         assert not raw(http_port, big).startswith(b"HTTP/1.1 200"), "huge headers served"
         assert raw(http_port, b"\x16\x03\x01\x02\x00garbage\r\n\r\n")[:12] != b"HTTP/1.1 200"
+        # DNS rebinding: a page whose own name points at 127.0.0.1 is refused.
+        for host, ok in (("evil.example", False), ("evil.example:%d" % http_port, False),
+                         ("127.0.0.1:%d" % http_port, True), ("LOCALHOST", True),
+                         ("relay.test", True), ("[::1]:80", True), ("[::1", False),
+                         ("127.0.0.1.evil.example", False)):
+            got = raw(http_port, b"GET /metrics HTTP/1.1\r\nHost: " + host.encode() +
+                      b"\r\nConnection: close\r\n\r\n")
+            assert got.startswith(b"HTTP/1.1 200" if ok else b"HTTP/1.1 403"), (host, got[:80])
         status, headers, page = get(http_port, "/")
         assert status == 200 and "default-src 'none'" in headers["Content-Security-Policy"]
         assert "The queue is empty" in page and "None since relayd started" in page
