@@ -249,9 +249,12 @@ def test_user_drops_privileges_and_keeps_the_queue():
         with open(r.conf, "a") as f:
             f.write("user nobody\n")
         r.start()
-        with open("/proc/%d/status" % r.proc.pid) as f:
-            uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)", f.read(), re.M).groups()
-        assert all(int(u) == 65534 for u in uids), uids
+
+        def uids():
+            with open("/proc/%d/status" % r.proc.pid) as f:
+                return re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)", f.read(), re.M).groups()
+        # The kernel completes connections on the bound socket before the drop: wait for it.
+        wait_for(lambda: all(int(u) == 65534 for u in uids()), 10, what="uid nobody")
         c = Client(r.port)
         c.hello()
         second = c.send_message("a@example.com", ["b@example.org"], MSG)
