@@ -217,7 +217,7 @@ int queue_record_envelope_decode(const void *data, size_t len, struct queue_enve
 	if (!p || p[0] != QUEUE_RECORD_VERSION || p[1] > QUEUE_RET_HDRS ||
 	    p[2] > QUEUE_BODY_8BITMIME || (p[3] & ~(ENVELOPE_SMTPUTF8 | ENVELOPE_NOTICE)))
 		return -1;
-	char *sender, *envid, *client_addr, *helo, *auth_user;
+	char *sender = NULL, *envid = NULL, *client_addr = NULL, *helo = NULL, *auth_user = NULL;
 	char **strs[] = { &sender, &envid, &client_addr, &helo, &auth_user };
 	if (take_strs(&rd, strs, sizeof strs / sizeof strs[0]) < 0)
 		return -1;
@@ -249,7 +249,7 @@ int queue_record_rcpt_decode(const void *data, size_t len, struct queue_rcpt *r)
 	if (!p || p[0] != QUEUE_RCPT_VERSION || p[1] > QUEUE_RCPT_BOUNCED ||
 	    (p[2] & ~NOTIFY_ALL))
 		return -1;
-	char *addr, *orcpt, *last_reply, *last_relay;
+	char *addr = NULL, *orcpt = NULL, *last_reply = NULL, *last_relay = NULL;
 	char **strs[] = { &addr, &orcpt, &last_reply, &last_relay };
 	if (take_strs(&rd, strs, sizeof strs / sizeof strs[0]) < 0)
 		return -1;
