@@ -310,6 +310,7 @@ void conf_free(struct config *conf)
 	free(conf->log_file);
 	free(conf->listen);
 	free(conf->allow);
+	free(conf->limit_exempt);
 	free(conf->user);
 	free(conf->postmaster);
 	free(conf->tls_cert.path);

@@ -117,6 +117,16 @@ struct conf_sender_login {
 	int line;
 };
 
+/*
+ * A rate limit, `limit_user 100/hour`: at most count events in any window
+ * seconds (60 for /minute, 3600 for /hour).  count 0: no limit.
+ */
+struct conf_rate_limit {
+	unsigned count;
+	unsigned window;
+	int line;
+};
+
 enum conf_log_target { CONF_LOG_STDERR, CONF_LOG_SYSLOG, CONF_LOG_FILE };
 
 struct config {
@@ -183,6 +193,13 @@ struct config {
 	size_t nsender_login;
 	char *sender_login_file;	/* lines "user: address @domain …", or NULL */
 	int sender_login_strict;	/* 1: a login without an entry may use no sender */
+	/* Rate limits (auth/limits.c applies them at connect, MAIL FROM and RCPT TO). */
+	struct conf_rate_limit limit_user;	/* messages per login */
+	struct conf_rate_limit limit_client;	/* messages per client address */
+	struct conf_rate_limit limit_rcpt;	/* recipients per login, else per address */
+	unsigned max_connections_per_client;	/* concurrent sessions per address; 0: any */
+	struct conf_cidr *limit_exempt;	/* addresses free of the per-address limits */
+	size_t nlimit_exempt;
 };
 
 /*
@@ -200,6 +217,8 @@ int conf_parse_duration(const char *s, unsigned *seconds);
 int conf_parse_size(const char *s, uint64_t *bytes);
 /* "10.0.0.0/8", "::1", "192.168.1.7" → network.  0 on success, -1 on error. */
 int conf_parse_cidr(const char *s, struct conf_cidr *out);
+/* "100/hour", "10/minute" → count (1..UINT_MAX) and window seconds.  0 / -1. */
+int conf_parse_rate(const char *s, unsigned *count, unsigned *window);
 /* "127.0.0.1:2525", "[::1]:25", "*:2525" → socket address.  0 / -1. */
 int conf_parse_listen(const char *s, struct conf_listen *out);
 /* The `tls` word that selects m: "starttls", "tls", "may", "none". */

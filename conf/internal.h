@@ -12,7 +12,7 @@
 
 #define CONF_LINE_MAX	  4096		/* a line, newline included, must be shorter */
 #define CONF_ARGS_MAX	  64		/* words in one statement */
-#define CONF_KEYWORDS_MAX 48		/* rows in one section's table */
+#define CONF_KEYWORDS_MAX 64		/* rows in one section's table */
 #define CONF_FILE_MAX	  (1024 * 1024)	/* conf_load refuses bigger files */
 
 struct conf_parser;
@@ -145,6 +145,11 @@ int conf_add_sender_login(struct conf_parser *p, void *base, size_t offset, int 
     char **argv);
 int conf_finish_sender_rules(struct conf_parser *p, struct config *conf);
 void conf_free_sender_rules(struct config *conf);
+
+/* limits.c: limit_user, limit_client, limit_rcpt (N/hour, N/minute) and limit_exempt. */
+int conf_set_rate(struct conf_parser *p, void *base, size_t offset, int argc, char **argv);
+int conf_add_limit_exempt(struct conf_parser *p, void *base, size_t offset, int argc,
+    char **argv);
 
 /* routes_file.c: the qmail smtproutes file, read at the end of relayd.conf. */
 int conf_read_routes_file(struct conf_parser *p, struct config *conf);

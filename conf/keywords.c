@@ -505,6 +505,13 @@ static const struct conf_keyword conf_top_keywords[] = {
 	    CONF_ONCE },
 	{ "sender_login_strict", conf_set_yes_no, offsetof(struct config, sender_login_strict), 1,
 	    1, CONF_ONCE },
+	{ "limit_user", conf_set_rate, offsetof(struct config, limit_user), 1, 1, CONF_ONCE },
+	{ "limit_client", conf_set_rate, offsetof(struct config, limit_client), 1, 1, CONF_ONCE },
+	{ "limit_rcpt", conf_set_rate, offsetof(struct config, limit_rcpt), 1, 1, CONF_ONCE },
+	{ "max_connections_per_client", conf_set_count,
+	    offsetof(struct config, max_connections_per_client), 1, 1, CONF_ONCE },
+	{ "limit_exempt", conf_add_limit_exempt, offsetof(struct config, limit_exempt), 1,
+	    CONF_ARGS_MAX, CONF_MANY },
 };
 
 _Static_assert(sizeof conf_top_keywords / sizeof conf_top_keywords[0] <= CONF_KEYWORDS_MAX,

@@ -758,6 +758,9 @@ static void test_sample_uncommented(void)
 		CHECK(c->nsender_login == 3);	/* alice, app, mailcow */
 		CHECK(c->nsender_login == 3 && strcmp(c->sender_login[0].user, "alice") == 0);
 		CHECK(c->sender_login_strict == 0);
+		CHECK(c->limit_user.count == 200 && c->limit_user.window == 3600);
+		CHECK(c->limit_client.count == 1000 && c->limit_rcpt.count == 2000);
+		CHECK(c->max_connections_per_client == 20 && c->nlimit_exempt == 2);
 	} else {
 		fprintf(stderr, "  %s\n", err);
 	}
