@@ -44,6 +44,40 @@ enum auth_sender_result auth_sender_check(const struct config *conf, const char 
     const char *sender, const struct conf_sender_rule **rule);
 
 /*
+ * Sliding-window counters per key (auth/rate.c), the engine of the rate
+ * limits: events are reserved while a transaction runs, then committed
+ * (counted at that time) or released.  Each call takes the time (seconds of
+ * a clock that does not go back; tests pass a fake one).  At most max_keys
+ * keys; a key longer than AUTH_RATE_KEY_MAX - 1 bytes counts as its
+ * beginning.
+ */
+#define AUTH_RATE_KEY_MAX 320
+struct auth_rate;
+/* window: seconds, 60 granules of window/60 (N/minute: 60, N/hour: 3600). */
+struct auth_rate *auth_rate_new(unsigned window, size_t max_keys);
+void auth_rate_free(struct auth_rate *r);
+/* Events committed within the window ending now (not those reserved). */
+unsigned auth_rate_count(struct auth_rate *r, const char *key, time_t now);
+unsigned auth_rate_reserved(struct auth_rate *r, const char *key);
+/*
+ * Room for one more (counted + reserved < limit; limit 0: always)?  1 after
+ * reserving it, 0 when full (nothing reserved).
+ */
+int auth_rate_reserve(struct auth_rate *r, const char *key, unsigned limit, time_t now);
+/* n reservations given back: what they were for did not happen. */
+void auth_rate_release(struct auth_rate *r, const char *key, unsigned n, time_t now);
+/* n events happened now; as many reservations (as there are) end. */
+void auth_rate_commit(struct auth_rate *r, const char *key, unsigned n, time_t now);
+/* Seconds until the oldest counted event leaves the window; 0 when none is counted. */
+unsigned auth_rate_wait(struct auth_rate *r, const char *key, time_t now);
+/* A reload changed the unit: counts that may lie in the new window are kept. */
+void auth_rate_set_window(struct auth_rate *r, unsigned window, time_t now);
+unsigned auth_rate_window(const struct auth_rate *r);
+/* Keys tracked (idle ones dropped first), and active keys dropped for room so far. */
+size_t auth_rate_keys(struct auth_rate *r, time_t now);
+unsigned long long auth_rate_evicted(const struct auth_rate *r);
+
+/*
  * Failed logins per client address: each failure answer waits a random
  * 0.1-1 s, plus a second for every earlier failure from the same address in
  * the last 15 minutes (at most 10 s more).
