@@ -1,7 +1,8 @@
 /*
  * auth — who may relay through relayd (DESIGN.md, Modules): the network
- * allow-list (`allow CIDR…`), SASL logins, and sender rules (who may send as
- * whom).  Knows nothing about queues or SMTP sessions.
+ * allow-list (`allow CIDR…`), SASL logins, sender rules (who may send as
+ * whom) and rate limits (how much).  Knows nothing about queues or SMTP
+ * sessions.
  */
 #ifndef RELAYD_AUTH_H
 #define RELAYD_AUTH_H
@@ -76,6 +77,101 @@ unsigned auth_rate_window(const struct auth_rate *r);
 /* Keys tracked (idle ones dropped first), and active keys dropped for room so far. */
 size_t auth_rate_keys(struct auth_rate *r, time_t now);
 unsigned long long auth_rate_evicted(const struct auth_rate *r);
+
+/*
+ * Rate limits (auth/limits.c): limit_user (messages per login), limit_client
+ * (messages per client address), limit_rcpt (recipients per login, else per
+ * address) and max_connections_per_client.  Counts are kept whether or not a
+ * limit is set (relayctl policy shows them), in memory, and survive reloads.
+ *
+ * A message is checked at MAIL FROM and reserved there; it counts when it is
+ * committed (the 250 after DATA).  A recipient is checked and reserved at
+ * RCPT TO and counts with its message.  A transaction that ends otherwise
+ * (RSET, QUIT, a lost connection, a refused message) gives its reservations
+ * back.  Reservations count against the limit, so parallel sessions of one
+ * login cannot overshoot it together.
+ *
+ * Clients in `limit_exempt` are free of the per-address limits (limit_client,
+ * limit_rcpt without a login, max_connections_per_client); a login's limits
+ * follow the login wherever it comes from.
+ */
+#define AUTH_LIMIT_KEYS 10000		/* keys per counter: logins, or addresses */
+struct auth_limits;
+struct auth_limits *auth_limits_new(const struct config *conf, size_t max_keys);
+void auth_limits_free(struct auth_limits *l);
+/* After a reload: the windows of the new limits; the counts stay. */
+void auth_limits_configure(struct auth_limits *l, const struct config *conf, time_t now);
+
+/* 1 when client lies in one of the config's limit_exempt networks. */
+int auth_limit_exempt(const struct config *conf, const struct sockaddr *client);
+/*
+ * The key a login counts under: in lower case, "@HOSTNAME" dropped, so that
+ * bob, Bob and bob@HOSTNAME are one login (as for sender_login).
+ */
+const char *auth_limit_user_key(const struct config *conf, const char *user, char *buf,
+    size_t len);
+
+enum auth_limit {
+	AUTH_LIMIT_OK,
+	AUTH_LIMIT_USER,		/* limit_user */
+	AUTH_LIMIT_CLIENT,		/* limit_client */
+	AUTH_LIMIT_RCPT,		/* limit_rcpt */
+	AUTH_LIMIT_CONNECTIONS,		/* max_connections_per_client */
+};
+
+/* What reached a limit, for the reply and the log line. */
+struct auth_limit_over {
+	enum auth_limit which;
+	const char *name;		/* "limit_user" … */
+	unsigned limit;
+	unsigned window;		/* seconds; 0 for connections */
+	unsigned count;			/* counted in the window (open connections) */
+	unsigned reserved;		/* in transactions now */
+	unsigned wait;			/* seconds until the oldest counted one leaves */
+	int by_user;			/* counted per login, else per address */
+};
+
+/* What one SMTP transaction holds, from MAIL FROM to its end.  Zero it to start. */
+struct auth_limit_hold {
+	int has_user;
+	char user[AUTH_RATE_KEY_MAX];	/* the login's key (auth_limit_user_key) */
+	char client[64];		/* the client address */
+	int exempt;
+	int message;			/* 1: a message is reserved */
+	unsigned rcpts;			/* recipients reserved */
+};
+
+/*
+ * MAIL FROM: user is the login (NULL: none), client the address as logs
+ * show it.  AUTH_LIMIT_OK after reserving the message in hold; else *over
+ * says which limit, and nothing is held.
+ */
+enum auth_limit auth_limits_mail(struct auth_limits *l, const struct config *conf,
+    struct auth_limit_hold *hold, const char *user, const char *client, int exempt,
+    time_t now, struct auth_limit_over *over);
+/* RCPT TO, within hold's transaction: one more recipient, or *over. */
+enum auth_limit auth_limits_rcpt(struct auth_limits *l, const struct config *conf,
+    struct auth_limit_hold *hold, time_t now, struct auth_limit_over *over);
+/*
+ * The message was committed with nrcpts recipients: it and they count now,
+ * any other reservation goes back; hold is empty after.
+ */
+void auth_limits_commit(struct auth_limits *l, struct auth_limit_hold *hold, unsigned nrcpts,
+    time_t now);
+/* The transaction ended without a message: hold's reservations go back. */
+void auth_limits_release(struct auth_limits *l, struct auth_limit_hold *hold, time_t now);
+/*
+ * A new session from client: counted and AUTH_LIMIT_OK, or (over
+ * max_connections_per_client, not exempt) AUTH_LIMIT_CONNECTIONS, not counted.
+ */
+enum auth_limit auth_limits_connect(struct auth_limits *l, const struct config *conf,
+    const char *client, int exempt, struct auth_limit_over *over);
+/* A session counted by auth_limits_connect() ended. */
+void auth_limits_disconnect(struct auth_limits *l, const char *client);
+unsigned auth_limits_connections(struct auth_limits *l, const char *client);
+/* The counter behind a limit (limit_rcpt: by_user picks per login or per address). */
+struct auth_rate *auth_limits_counter(struct auth_limits *l, enum auth_limit which,
+    int by_user);
 
 /*
  * Failed logins per client address: each failure answer waits a random
