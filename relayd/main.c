@@ -267,7 +267,8 @@ int main(int argc, char **argv)
 	/* Passwords and CA files are read now, before privileges go. */
 	if (!(srv.delivery = delivery_new(conf, base, err, sizeof err)))
 		fatal("%s", err);
-	if (!(srv.auth_penalty = auth_penalty_new()))
+	if (!(srv.auth_penalty = auth_penalty_new()) ||
+	    !(srv.limits = auth_limits_new(conf, AUTH_LIMIT_KEYS)))
 		fatal("out of memory");
 	if (!foreground)
 		daemonize(base);
@@ -331,6 +332,7 @@ int main(int argc, char **argv)
 	if (pid_file && unlink(pid_file) < 0 && errno != ENOENT)	/* often not ours to remove */
 		log_debug("pid_file %s: %s", pid_file, strerror(errno));
 	free(pid_file);
+	auth_limits_free(srv.limits);	/* sessions, the last to count, are gone */
 	server_free_configs(&srv);	/* the running one and those reloads replaced */
 	log_close();
 	return rc < 0 ? 1 : 0;

@@ -1,6 +1,7 @@
 /*
  * reload — SIGHUP: read relayd.conf again and use it for what comes next
- * (routes, upstreams, retries, limits, allow, sender rules and their files).  A file with an error, or one
+ * (routes, upstreams, retries, limits, allow, sender rules and their files,
+ * rate limits: their counts stay).  A file with an error, or one
  * that changes what only a restart can (listening sockets, the queue, TLS
  * keys, the AUTH backend, the user), is reported and the running
  * configuration stays.  Configurations replaced stay in memory until relayd
@@ -92,6 +93,7 @@ void server_reload(struct server *srv)
 	old->older = srv->retired;
 	srv->retired = old;
 	srv->conf = conf;
+	auth_limits_configure(srv->limits, conf, server_limits_clock());	/* counts stay */
 	log_info("reload: %s: %zu upstream(s), %zu route(s)", path, conf->nupstreams,
 	    conf->nroutes);
 }

@@ -130,6 +130,11 @@ static void stop_listening(struct server *srv)
 		evtimer_del(srv->accept_pause);
 }
 
+time_t server_limits_clock(void)
+{
+	return (time_t)delivery_monotonic();
+}
+
 void server_session_gone(struct server *srv)
 {
 	if (srv->stopping && srv->nsessions == 0 && !delivery_busy(srv->delivery))

@@ -8,6 +8,7 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <time.h>
 
 #include "conf/conf.h"
 #include "queue/queue.h"
@@ -15,6 +16,7 @@
 struct smtp_session;
 struct auth_server;
 struct auth_penalty;
+struct auth_limits;
 struct auth_worker;
 struct delivery;
 struct ssl_ctx_st;
@@ -41,6 +43,7 @@ struct server {
 	struct auth_worker *auth_worker;	/* runs every Cyrus call; with auth */
 	struct event *auth_event;	/* the worker's answers are ready */
 	struct auth_penalty *auth_penalty;	/* failed logins per address */
+	struct auth_limits *limits;	/* rate limits: counts per login and address */
 	struct delivery *delivery;	/* forwarding to upstreams */
 	struct smtp_session *sessions;	/* doubly linked through session->next/prev */
 	unsigned nsessions;
@@ -69,6 +72,9 @@ void server_free(struct server *srv);
 void server_reload(struct server *srv);
 /* At the end: free the running config and every one a reload replaced. */
 void server_free_configs(struct server *srv);
+
+/* The rate limits' clock: seconds of CLOCK_MONOTONIC, which is never set back. */
+time_t server_limits_clock(void);
 
 /* Called by sessions when they end, so a stopping server can exit. */
 void server_session_gone(struct server *srv);

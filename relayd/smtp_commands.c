@@ -143,6 +143,84 @@ static int sender_refused(struct smtp_session *s, const char *sender)
 	return 1;
 }
 
+/* "limit=limit_user 2/minute, user=bob, sent=2, pending=0, room_in=45s" for a log line. */
+static const char *limit_log(const struct auth_limit_over *o, const char *key, char *buf,
+    size_t len)
+{
+	char esc[AUTH_RATE_KEY_MAX * 4 + 1];
+	snprintf(buf, len, "limit=%s %u/%s, %s=%s, sent=%u, pending=%u, room_in=%us", o->name,
+	    o->limit, o->window == 60 ? "minute" : "hour", o->by_user ? "user" : "address",
+	    log_escape(esc, sizeof esc, key, strlen(key)), o->count, o->reserved, o->wait);
+	return buf;
+}
+
+/*
+ * limit_user and limit_client (auth/limits.c): 1 after the 450 and its log
+ * line; 0 when the message is reserved in s->limit_hold and may go on.  The
+ * 450 counts as an error, so a client that keeps trying in one session is
+ * cut off at max_errors; the sending MTA keeps the mail and tries later.
+ */
+static int mail_over_limit(struct smtp_session *s, const char *sender)
+{
+	const struct config *conf = s->srv->conf;
+	struct auth_limit_over o;
+
+	s->limit_rcpt_logged = 0;
+	if (auth_limits_mail(s->srv->limits, conf, &s->limit_hold, s->auth_user, s->client_addr,
+	    auth_limit_exempt(conf, (const struct sockaddr *)&s->addr), server_limits_clock(),
+	    &o) == AUTH_LIMIT_OK)
+		return 0;
+
+	const char *unit = o.window == 60 ? "minute" : "hour";
+	char from[SMTP_ADDR_MAX * 4 + 1], user[256] = "", detail[AUTH_RATE_KEY_MAX * 4 + 160];
+	log_escape(from, sizeof from, sender, strlen(sender));
+	if (s->auth_user)
+		log_escape(user, sizeof user, s->auth_user, strlen(s->auth_user));
+	limit_log(&o, o.by_user ? s->limit_hold.user : s->client_addr, detail, sizeof detail);
+	const char *whose = o.by_user ? "this login" : "your address";
+	log_info("reject: MAIL from [%s]:%u: 450 4.7.1 Message rate limit exceeded for %s; "
+	    "from=<%s>%s%s, %s", s->client_addr, s->client_port, whose, from,
+	    s->auth_user ? ", sasl_username=" : "", user, detail);
+	smtp_reply_error(s, REPLY_RATE_LIMIT, "Message", whose, o.name, o.limit, unit);
+	return 1;
+}
+
+/*
+ * limit_rcpt: 1 after the 450, 0 when the recipient is reserved.  Not an
+ * error, as 452 too many recipients is not (RFC 5321 §4.5.3.1.10): the
+ * client sends the message to the recipients accepted so far and the rest
+ * later, and a long list must not end the session.  Logged once per
+ * transaction.
+ */
+static int rcpt_over_limit(struct smtp_session *s, const char *rcpt)
+{
+	const struct config *conf = s->srv->conf;
+	struct auth_limit_over o;
+
+	if (auth_limits_rcpt(s->srv->limits, conf, &s->limit_hold, server_limits_clock(),
+	    &o) == AUTH_LIMIT_OK)
+		return 0;
+	const char *whose = o.by_user ? "this login" : "your address";
+	if (!s->limit_rcpt_logged) {
+		char to[SMTP_ADDR_MAX * 4 + 1], from[SMTP_ADDR_MAX * 4 + 1], user[256] = "";
+		char detail[AUTH_RATE_KEY_MAX * 4 + 160];
+		log_escape(to, sizeof to, rcpt, strlen(rcpt));
+		log_escape(from, sizeof from, s->env->sender, strlen(s->env->sender));
+		if (s->auth_user)
+			log_escape(user, sizeof user, s->auth_user, strlen(s->auth_user));
+		log_info("reject: RCPT from [%s]:%u: 450 4.7.1 <%s>: Recipient rate limit exceeded "
+		    "for %s; from=<%s>%s%s, %s (more in this transaction not logged)",
+		    s->client_addr, s->client_port, to, whose, from,
+		    s->auth_user ? ", sasl_username=" : "", user,
+		    limit_log(&o, o.by_user ? s->limit_hold.user : s->client_addr, detail,
+		    sizeof detail));
+		s->limit_rcpt_logged = 1;
+	}
+	smtp_reply(s, REPLY_RATE_LIMIT, "Recipient", whose, o.name, o.limit,
+	    o.window == 60 ? "minute" : "hour");
+	return 1;
+}
+
 static void cmd_mail(struct smtp_session *s, const char *args)
 {
 	const struct config *conf = s->srv->conf;
@@ -170,6 +248,10 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 	    m.ret == SMTP_RET_HDRS ? QUEUE_RET_HDRS : QUEUE_RET_NONE;
 	env->body = m.body == SMTP_BODY_8BITMIME ? QUEUE_BODY_8BITMIME : QUEUE_BODY_7BIT;
 	env->smtputf8 = m.smtputf8;
+	if (mail_over_limit(s, m.addr)) {
+		queue_envelope_free(env);
+		return;
+	}
 	s->env = env;
 	smtp_session_enter(s, SMTP_MAIL);
 	smtp_reply(s, 250, "2.1.0", "Ok");
@@ -220,12 +302,14 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		smtp_reply(s, REPLY_TOO_MANY_RCPTS);
 		return;
 	}
+	if (rcpt_over_limit(s, r.addr))
+		return;
 	unsigned notify = (r.notify & SMTP_NOTIFY_NEVER ? QUEUE_NOTIFY_NEVER : 0) |
 	    (r.notify & SMTP_NOTIFY_SUCCESS ? QUEUE_NOTIFY_SUCCESS : 0) |
 	    (r.notify & SMTP_NOTIFY_FAILURE ? QUEUE_NOTIFY_FAILURE : 0) |
 	    (r.notify & SMTP_NOTIFY_DELAY ? QUEUE_NOTIFY_DELAY : 0);
 	if (queue_envelope_add_rcpt(s->env, r.addr, r.orcpt[0] ? r.orcpt : NULL, notify) < 0) {
-		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+		smtp_reply(s, 451, "4.3.0", "Error: out of memory");	/* the commit counts nrcpts */
 		return;
 	}
 	smtp_session_enter(s, SMTP_RCPT);

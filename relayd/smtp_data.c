@@ -85,6 +85,9 @@ static void commit_done(void *arg, enum queue_status status)
 
 	switch (status) {
 	case QUEUE_OK:
+		/* Accepted for delivery: now the message and its recipients count. */
+		auth_limits_commit(s->srv->limits, &s->limit_hold, (unsigned)s->commit_nrcpts,
+		    server_limits_clock());
 		log_info("%s", s->accept_line);
 		metrics.messages++;
 		metrics.recipients += s->commit_nrcpts;

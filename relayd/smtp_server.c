@@ -109,6 +109,9 @@ void smtp_reply_error(struct smtp_session *s, int code, const char *enh, const c
 
 void smtp_session_reset(struct smtp_session *s)
 {
+	/* No message came of the transaction (or it counted already): nothing stays held. */
+	auth_limits_release(s->srv->limits, &s->limit_hold, server_limits_clock());
+	s->limit_rcpt_logged = 0;
 	queue_envelope_free(s->env);
 	s->env = NULL;
 	queue_spool_free(s->spool);
@@ -162,6 +165,9 @@ static void session_free(struct smtp_session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	srv->nsessions--;
+	auth_limits_release(srv->limits, &s->limit_hold, server_limits_clock());
+	if (s->limit_connection)
+		auth_limits_disconnect(srv->limits, s->client_addr);
 	queue_envelope_free(s->env);
 	queue_spool_free(s->spool);
 	free(s->accept_line);
@@ -380,6 +386,8 @@ static void tls_established(struct smtp_session *s)
 	s->tls_bits = tls_strength(ssl);
 	tls_describe(ssl, s->tls_info, sizeof s->tls_info);
 	log_info("TLS from [%s]:%u: %s", s->client_addr, s->client_port, s->tls_info);
+	if (s->limit_refuse_after_tls)
+		smtp_reply(s, REPLY_TOO_MANY_FROM_YOU, s->srv->conf->hostname);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -523,10 +531,32 @@ static void session_set_client(struct smtp_session *s, const struct sockaddr *ad
 	smtp_format_addr(addr, s->client_addr, sizeof s->client_addr, &s->client_port);
 }
 
+/*
+ * max_connections_per_client, once the client's address is known (after the
+ * PROXY header, if any).  0: counted, it may go on; 1: over the limit, logged.
+ */
+static int too_many_from_client(struct smtp_session *s, const char *via)
+{
+	const struct config *conf = s->srv->conf;
+	const struct sockaddr *sa = (const struct sockaddr *)&s->addr;
+	struct auth_limit_over over;
+
+	if (auth_limits_connect(s->srv->limits, conf, s->client_addr,
+	    auth_limit_exempt(conf, sa), &over) == AUTH_LIMIT_OK) {
+		s->limit_connection = 1;
+		return 0;
+	}
+	log_info("reject: connect from [%s]:%u%s: 421 4.7.0 too many connections from your "
+	    "address; limit=max_connections_per_client %u, address=%s, open=%u", s->client_addr,
+	    s->client_port, via, over.limit, s->client_addr, over.count);
+	return 1;
+}
+
 /* Speak first: the bufferevent (TLS for `listen … tls`), the connect line, the 220. */
 static void session_start(struct smtp_session *s, evutil_socket_t fd, const char *via)
 {
 	struct server *srv = s->srv;
+	int refuse = too_many_from_client(s, via);
 
 	s->relay_ok = auth_network_allowed(srv->conf, (const struct sockaddr *)&s->addr);
 	if (s->implicit_tls) {
@@ -546,6 +576,21 @@ static void session_start(struct smtp_session *s, evutil_socket_t fd, const char
 	}
 	session_watch(s);
 	smtp_session_enter(s, SMTP_HELO);
+	if (refuse) {
+		/*
+		 * The 421 in the protocol the listener speaks: after TLS on a TLS
+		 * port.  Such a session is not counted, so it gets little time to
+		 * hold a max_clients slot with a handshake that never ends.
+		 */
+		if (s->tls_handshaking) {
+			struct timeval brief = { SMTP_REFUSE_TLS_TIMEOUT, 0 };
+			s->limit_refuse_after_tls = 1;
+			bufferevent_set_timeouts(s->bev, &brief, &brief);
+		} else {
+			smtp_reply(s, REPLY_TOO_MANY_FROM_YOU, srv->conf->hostname);
+		}
+		return;
+	}
 	log_info("connect from [%s]:%u%s%s", s->client_addr, s->client_port, via,
 	    s->relay_ok ? " (allowed network)" : "");
 	evbuffer_add_printf(bufferevent_get_output(s->bev), "220 %s ESMTP relayd\r\n",

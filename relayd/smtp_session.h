@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "auth/auth.h"
 #include "queue/queue.h"
 #include "relayd/server.h"
 
@@ -27,6 +28,7 @@
 #define SMTP_OUTPUT_MAX     (64 * 1024)	/* stop reading while replies pile up */
 #define SMTP_SHUTDOWN_FLUSH 10		/* seconds to deliver the 421 when stopping */
 #define SMTP_PROXY_TIMEOUT  5		/* seconds for the PROXY header (the spec: at least 3) */
+#define SMTP_REFUSE_TLS_TIMEOUT 10	/* for the handshake before a refusal's 421 */
 
 enum smtp_state {
 	SMTP_PROXY,	/* accepted, not greeted: on a `listen … proxy` port, until the
@@ -92,6 +94,12 @@ struct smtp_session {
 	int client_gone;		/* connection broken: free once the commit is done */
 	int client_eof;			/* client half-closed: flush, then close */
 
+	/* rate limits (auth/limits.c) */
+	int limit_connection;		/* counted in max_connections_per_client */
+	int limit_refuse_after_tls;	/* over it on a TLS listener: 421 once TLS is up */
+	int limit_rcpt_logged;		/* this transaction's limit_rcpt refusal is logged */
+	struct auth_limit_hold limit_hold;	/* what the transaction reserved */
+
 	/* the transaction */
 	struct queue_envelope *env;
 	struct queue_spool *spool;
@@ -136,6 +144,10 @@ struct smtp_session {
 #define REPLY_TIMEOUT		421, "4.4.2", "Error: timeout exceeded"
 #define REPLY_SHUTDOWN		421, "4.3.2", "Service shutting down, try again later"
 #define REPLY_TOO_MANY_CLIENTS	421, "4.7.0", "Error: too many connections, try again later"
+/* With the host name first, as the max_clients refusal. */
+#define REPLY_TOO_MANY_FROM_YOU	421, "4.7.0", "%s Error: too many connections from your address, try again later"
+/* "Message" or "Recipient", "this login" or "your address", the limit's name, N, unit. */
+#define REPLY_RATE_LIMIT	450, "4.7.1", "%s rate limit exceeded for %s (%s %u/%s), try again later"
 #define REPLY_BARE_LF		521, "5.5.2", "Error: bare <LF> received"
 #define REPLY_BARE_CR		521, "5.5.2", "Error: bare <CR> received"
 #define REPLY_TLS_ACTIVE		503, "5.5.1", "Error: TLS already active"
