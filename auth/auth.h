@@ -7,6 +7,7 @@
 #ifndef RELAYD_AUTH_H
 #define RELAYD_AUTH_H
 
+#include <stdio.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -43,6 +44,13 @@ enum auth_sender_result {
 };
 enum auth_sender_result auth_sender_check(const struct config *conf, const char *user,
     const char *sender, const struct conf_sender_rule **rule);
+
+/*
+ * The login's sender_login entries (at most two: a login of the default realm
+ * has two names, "bob" and "bob@HOSTNAME"); their number.
+ */
+size_t auth_sender_logins(const struct config *conf, const char *user,
+    const struct conf_sender_login *entries[2]);
 
 /*
  * Sliding-window counters per key (auth/rate.c), the engine of the rate
@@ -172,6 +180,14 @@ unsigned auth_limits_connections(struct auth_limits *l, const char *client);
 /* The counter behind a limit (limit_rcpt: by_user picks per login or per address). */
 struct auth_rate *auth_limits_counter(struct auth_limits *l, enum auth_limit which,
     int by_user);
+
+/*
+ * relayctl policy WHO (auth/policy.c): which sender rules and limits apply
+ * to a login or a client address (WHO is an address when it parses as one),
+ * and with l, the counts now.  -1 (with a line on out) when WHO is neither.
+ */
+int auth_policy_describe(FILE *out, const struct config *conf, struct auth_limits *l,
+    const char *who, time_t now);
 
 /*
  * Failed logins per client address: each failure answer waits a random

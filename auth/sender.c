@@ -96,7 +96,7 @@ static const struct conf_sender_login *find_login(const struct config *conf, con
  * the default realm (relayd's hostname) "bob@HOSTNAME" while saslauthd may say
  * "bob", and admins write either: both spellings are the same login.
  */
-static size_t login_entries(const struct config *conf, const char *user,
+size_t auth_sender_logins(const struct config *conf, const char *user,
     const struct conf_sender_login *entries[2])
 {
 	const char *at = strrchr(user, '@');
@@ -132,7 +132,7 @@ enum auth_sender_result auth_sender_check(const struct config *conf, const char 
 		return AUTH_SENDER_DENIED;
 	if (!user)
 		return AUTH_SENDER_OK;
-	size_t n = login_entries(conf, user, logins);
+	size_t n = auth_sender_logins(conf, user, logins);
 	if (n == 0)
 		return conf->sender_login_strict ? AUTH_SENDER_NO_ENTRY : AUTH_SENDER_OK;
 	for (size_t i = 0; keyed && i < n; i++)

@@ -8,7 +8,13 @@
  *
  * answered "ok N" (N messages changed) or "error WHY", then closed.  The
  * work goes through the queue's writer thread; flush and release wake the
- * scheduler.  Lines are bounded, connections time out.
+ * scheduler.  And one that only reads,
+ *
+ *     policy USER|ADDRESS
+ *
+ * answered "ok" and the text relayctl policy prints (auth/policy.c: the
+ * sender rules and limits in force, with the counts now).  Lines are
+ * bounded, connections time out.
  */
 #include "relayd/control.h"
 
@@ -26,8 +32,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/auth.h"
 #include "relayd/delivery.h"
 #include "relayd/log.h"
+#include "relayd/server.h"
 
 #define CONTROL_LINE_MAX 300
 #define CONTROL_TIMEOUT 10		/* for the request line */
@@ -38,6 +46,7 @@ struct control {
 	struct evconnlistener *evl;
 	struct queue *queue;
 	struct delivery *delivery;
+	const struct server *srv;
 	char *path;
 	struct control_conn *conns;	/* freed with the control, after the queue closed */
 };
@@ -98,7 +107,32 @@ static void admin_done(void *arg, enum queue_status status, unsigned count)
 		reply(cc, "error the queue could not be written\n");
 }
 
-/* "flush", "hold ID", "delete --domain example.com" … */
+/* "policy WHO": read-only, answered at once from the running config and counters. */
+static void policy(struct control_conn *cc, const char *who)
+{
+	const struct server *srv = cc->ctl->srv;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+
+	if (!out) {
+		reply(cc, "error out of memory\n");
+		return;
+	}
+	int rc = auth_policy_describe(out, srv->conf, srv->limits, who, server_limits_clock());
+	if (fclose(out) != 0 || !text) {
+		free(text);
+		reply(cc, "error out of memory\n");
+		return;
+	}
+	if (rc < 0)
+		reply(cc, "error %s", text);	/* one line, with its newline */
+	else
+		reply(cc, "ok\n%s", text);
+	free(text);
+}
+
+/* "flush", "hold ID", "delete --domain example.com", "policy bob" … */
 static void command(struct control_conn *cc, char *line)
 {
 	char *words[4] = { 0 }, *save = NULL;
@@ -106,12 +140,19 @@ static void command(struct control_conn *cc, char *line)
 
 	for (char *w = strtok_r(line, " \t", &save); w && n < 4; w = strtok_r(NULL, " \t", &save))
 		words[n++] = w;
+	if (words[0] && strcmp(words[0], "policy") == 0) {
+		if (n == 2)
+			policy(cc, words[1]);
+		else
+			reply(cc, "error usage: policy USER|ADDRESS\n");
+		return;
+	}
 	size_t op = 0;
 	while (op < 4 && (!words[0] || strcmp(words[0], op_names[op]) != 0))
 		op++;
 	const char *id = NULL, *domain = NULL;
 	if (op == 4) {
-		reply(cc, "error unknown command (flush, hold, release, delete)\n");
+		reply(cc, "error unknown command (flush, hold, release, delete, policy)\n");
 		return;
 	}
 	if (n == 2 && words[1][0] != '-')
@@ -207,7 +248,7 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 }
 
 struct control *control_new(struct event_base *base, const char *path, struct queue *queue,
-    struct delivery *delivery, char *err, size_t errlen)
+    struct delivery *delivery, const struct server *srv, char *err, size_t errlen)
 {
 	struct control *ctl = calloc(1, sizeof *ctl);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -221,6 +262,7 @@ struct control *control_new(struct event_base *base, const char *path, struct qu
 	memcpy(sa.sun_path, path, strlen(path));
 	ctl->queue = queue;
 	ctl->delivery = delivery;
+	ctl->srv = srv;
 	/* A socket left by a relayd that died (the queue's lock says none runs now);
 	 * anything else there is not ours to remove. */
 	struct stat st;

@@ -298,7 +298,7 @@ int main(int argc, char **argv)
 	if (!control_path && asprintf(&control_path, "%s/control", queue_dir) < 0)
 		control_path = NULL;
 	struct control *control = control_path ? control_new(base, control_path, queue,
-	    srv.delivery, err, sizeof err) : NULL;
+	    srv.delivery, &srv, err, sizeof err) : NULL;
 	if (!control)
 		log_warn("%s: relayctl cannot flush, hold, release or delete",
 		    control_path ? err : "out of memory");

@@ -2,7 +2,8 @@
  * relayctl — the admin's tool: options and the command table.  Looking
  * (queue, show, stats, route) reads the queue read-only and works whether
  * relayd runs or not; changing (flush, hold, release, delete, requeue) goes
- * through the running relayd's control socket.  See relayctl.h.
+ * through the running relayd's control socket, and so does asking for the
+ * counts behind the rate limits (policy).  See relayctl.h.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@ void relayctl_usage(void)
 	    "       relayctl [-c FILE] route ADDRESS [--from SENDER]\n"
 	    "       relayctl [-c FILE] check UPSTREAM [--from SENDER --to RECIPIENT]\n"
 	    "       relayctl [-c FILE] doctor [--ip IP] [--domain DOMAIN]\n"
+	    "       relayctl [-c FILE] policy USER|ADDRESS\n"
 	    "       relayctl [-c FILE] flush [ID... | --domain DOMAIN]\n"
 	    "       relayctl [-c FILE] hold|release|delete|requeue ID... | --domain DOMAIN\n");
 	exit(2);
@@ -54,6 +56,13 @@ int main(int argc, char **argv)
 		int rc = auth_client_init() < 0 ? 1 : relayctl_check(conf, argv[1],
 		    argc == 6 ? argv[3] : NULL, argc == 6 ? argv[5] : NULL);
 		auth_client_done();
+		conf_free(conf);
+		return rc;
+	}
+	if (strcmp(argv[0], "policy") == 0) {
+		if (argc != 2)
+			relayctl_usage();
+		int rc = relayctl_policy(conf, argv[1]);
 		conf_free(conf);
 		return rc;
 	}

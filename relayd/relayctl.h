@@ -3,8 +3,9 @@
  * dispatch), relayctl_queue.c (queue, show, stats), relayctl_route.c
  * (route), relayctl_check.c (an upstream step by step), relayctl_doctor.c (the
  * sender's DNS), relayctl_admin.c
- * (flush, hold, release, delete through the control socket).  Reading goes
- * through queue/ read-only.
+ * (flush, hold, release, delete through the control socket),
+ * relayctl_policy.c (a login's or address's rules, limits and counts, asked
+ * of relayd through the same socket).  Reading goes through queue/ read-only.
  */
 #ifndef RELAYD_RELAYCTL_H
 #define RELAYD_RELAYCTL_H
@@ -34,6 +35,11 @@ int relayctl_doctor(const struct config *conf, const char *ip, const char *domai
 
 /* relayctl_admin.c: flush / hold / release / delete / requeue through relayd. */
 int relayctl_admin(const struct config *conf, const char *cmd, int argc, char **argv);
+/* A connection to relayd's control socket (its path in path); -1 with errno. */
+int relayctl_control_open(const struct config *conf, char *path, size_t pathlen);
+
+/* relayctl_policy.c: the sender rules and limits of a login or address, and the counts. */
+int relayctl_policy(const struct config *conf, const char *who);
 
 /* relayctl.c */
 void relayctl_usage(void) __attribute__((noreturn));

@@ -1,8 +1,10 @@
 /*
  * relayctl_admin — what changes the queue goes through the running relayd:
  * one request per connection to its control socket (relayd/control.c).
+ * relayctl_policy.c asks through the same socket.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,34 +16,46 @@
 
 #include "relayd/relayctl.h"
 
-/* One request over the control socket; its answer's count, or -1 (said on stderr). */
-static long control_request(const struct config *conf, const char *line)
+int relayctl_control_open(const struct config *conf, char *path, size_t pathlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char path[sizeof sa.sun_path + 1], answer[512];
 	struct timeval tv = { 30, 0 };
-	size_t used = 0;
-	ssize_t n;
 	int fd;
 
 	if (conf->control)
-		snprintf(path, sizeof path, "%s", conf->control);
+		snprintf(path, pathlen, "%s", conf->control);
 	else
-		snprintf(path, sizeof path, "%s/control", conf->queue_dir);
+		snprintf(path, pathlen, "%s/control", conf->queue_dir);
 	if (strlen(path) >= sizeof sa.sun_path) {
-		fprintf(stderr, "relayctl: control socket path too long: %s\n", path);
+		errno = ENAMETOOLONG;
 		return -1;
 	}
 	memcpy(sa.sun_path, path, strlen(path));
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		fprintf(stderr, "relayctl: %s: %s (is relayd running? relayctl needs relayd's "
-		    "user or root)\n", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
 		return -1;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	return fd;
+}
+
+/* One request over the control socket; its answer's count, or -1 (said on stderr). */
+static long control_request(const struct config *conf, const char *line)
+{
+	char path[PATH_MAX], answer[512];
+	size_t used = 0;
+	ssize_t n;
+	int fd = relayctl_control_open(conf, path, sizeof path);
+
+	if (fd < 0) {
+		fprintf(stderr, "relayctl: %s: %s (is relayd running? relayctl needs relayd's "
+		    "user or root)\n", path, strerror(errno));
+		return -1;
+	}
 	if (write(fd, line, strlen(line)) != (ssize_t)strlen(line)) {
 		fprintf(stderr, "relayctl: %s: %s\n", path, strerror(errno));
 		close(fd);

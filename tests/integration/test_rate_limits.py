@@ -255,6 +255,51 @@ def test_reload_changes_a_limit_and_keeps_the_counts():
 
 
 @test
+def test_relayctl_policy_shows_the_rules_the_limits_and_the_counts():
+    conf = ("limit_user 5/hour\nlimit_client 3/minute\nlimit_rcpt 10/hour\n"
+            "sender_login bob bob@example.com @bob.example\ndeny_sender spam@example.com\n")
+    with auth_running(conf, password=PASSWORD) as r:
+        c = login(r, "bob")
+        assert c.send_message("bob@example.com", ["a@example.org", "b@example.org"], BODY)
+        assert c.send_message("bob@example.com", ["c@example.org"], BODY)
+        c.cmd("MAIL FROM:<bob@example.com>", 250)      # a transaction under way
+        rc, out, err = r.relayctl("policy", "127.0.0.1")
+        assert rc == 0, err
+        assert out.startswith("client address 127.0.0.1\n"
+                              "  not in allow: relays only after logging in\n"), out
+        assert "  deny_sender: 1 entry (%s): refused to every client\n" % r.conf in out, out
+        assert re.search(r"^  limit_client 3/minute: 2 messages in the last minute, 1 in "
+                         r"transactions now; full, room again in (1m )?\d+s$", out, re.M), out
+        assert "  limit_rcpt 10/hour (without a login): 0 recipients in the last hour\n" in out
+        assert "  max_connections_per_client: not set (1 open now)\n" in out, out
+        rc, out, err = r.relayctl("policy", "bob")
+        assert rc == 0, err
+        lines = out.splitlines()
+        assert lines[0] == "login bob (counted as bob, the same login as bob@relay.test)", out
+        assert "  sender_login: bob may use 2 senders (others: 553 5.7.1):" in lines, out
+        assert re.search(r"^    @bob\.example \(%s:\d+\)$" % re.escape(r.conf), out, re.M), out
+        assert "  sender_login_strict" not in out
+        assert ("  limit_user 5/hour: 2 messages in the last hour, 1 in transactions now"
+                in lines), out
+        assert "  limit_rcpt 10/hour: 3 recipients in the last hour" in lines, out
+        # Given up, the transaction holds nothing; Cyrus' name is the same login.
+        c.cmd("RSET", 250)
+        rc, out2, _ = r.relayctl("policy", "BOB@relay.test")
+        assert "  limit_user 5/hour: 2 messages in the last hour" in out2.splitlines(), out2
+        rc, out, err = r.relayctl("policy", "::ffff:127.0.0.1")
+        assert rc == 0 and out.startswith("client address 127.0.0.1\n"), (out, err)
+        rc, out, err = r.relayctl("policy", "two words")
+        assert rc == 2 and "not a login name or an IP address" in err, (rc, out, err)
+        c.cmd("QUIT", 221)
+        r.stop()
+        # relayd gone: the file's rules, without counts, and it says so.
+        rc, out, err = r.relayctl("policy", "bob")
+        assert rc == 0, err
+        assert "relayd is not running" in err, err
+        assert "limits (relayd is not running: no counts)\n  limit_user 5/hour\n" in out, out
+
+
+@test
 def test_config_check_names_a_bad_limit():
     r = Relayd(extra="limit_user 100/day\n")
     try:
