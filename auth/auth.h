@@ -177,6 +177,8 @@ enum auth_limit auth_limits_connect(struct auth_limits *l, const struct config *
 /* A session counted by auth_limits_connect() ended. */
 void auth_limits_disconnect(struct auth_limits *l, const char *client);
 unsigned auth_limits_connections(struct auth_limits *l, const char *client);
+/* Active keys forgotten so far to make room, over all counters (for the log). */
+unsigned long long auth_limits_evicted(const struct auth_limits *l);
 /* The counter behind a limit (limit_rcpt: by_user picks per login or per address). */
 struct auth_rate *auth_limits_counter(struct auth_limits *l, enum auth_limit which,
     int by_user);

@@ -273,6 +273,14 @@ unsigned auth_limits_connections(struct auth_limits *l, const char *client)
 	return c ? c->n : 0;
 }
 
+unsigned long long auth_limits_evicted(const struct auth_limits *l)
+{
+	unsigned long long n = 0;
+	for (int i = 0; i < COUNTERS; i++)
+		n += auth_rate_evicted(l->rate[i]);
+	return n;
+}
+
 struct auth_rate *auth_limits_counter(struct auth_limits *l, enum auth_limit which,
     int by_user)
 {

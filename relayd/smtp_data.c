@@ -79,6 +79,26 @@ int smtp_data_begin(struct smtp_session *s)
 	return 0;
 }
 
+/*
+ * More logins or addresses active at once than the rate limits keep counts
+ * for: the least recently active were forgotten and may send afresh.  Say
+ * so, at most once a minute.
+ */
+static void warn_limits_full(const struct server *srv, time_t now)
+{
+	static unsigned long long reported;
+	static time_t last;
+	unsigned long long n = auth_limits_evicted(srv->limits);
+
+	if (n == reported || (last && now - last < 60))
+		return;
+	log_warn("rate limits: counts of %llu login(s) or address(es) forgotten to make room "
+	    "(over %d active at once): they start again from zero", n - reported,
+	    AUTH_LIMIT_KEYS);
+	reported = n;
+	last = now;
+}
+
 static void commit_done(void *arg, enum queue_status status)
 {
 	struct smtp_session *s = arg;
@@ -88,6 +108,7 @@ static void commit_done(void *arg, enum queue_status status)
 		/* Accepted for delivery: now the message and its recipients count. */
 		auth_limits_commit(s->srv->limits, &s->limit_hold, (unsigned)s->commit_nrcpts,
 		    server_limits_clock());
+		warn_limits_full(s->srv, server_limits_clock());
 		log_info("%s", s->accept_line);
 		metrics.messages++;
 		metrics.recipients += s->commit_nrcpts;

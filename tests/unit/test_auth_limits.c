@@ -289,6 +289,27 @@ static void test_reload_changes_a_limit_and_keeps_the_counts(void)
 	conf_free(e);
 }
 
+static void test_forgotten_counts_are_counted(void)
+{
+	struct config *c = parse_ok("t", "allow ::1\nlimit_user 1/hour\n");
+	struct auth_limits *l = c ? auth_limits_new(c, 2) : NULL;
+
+	CHECK(l != NULL);
+	if (!l) {
+		conf_free(c);
+		return;
+	}
+	CHECK(message(l, c, "a", "192.0.2.1", 0, 1, T0) == AUTH_LIMIT_OK);
+	CHECK(auth_limits_evicted(l) == 0);
+	CHECK(message(l, c, "b", "192.0.2.1", 0, 1, T0) == AUTH_LIMIT_OK);
+	CHECK(message(l, c, "c", "192.0.2.1", 0, 1, T0) == AUTH_LIMIT_OK);
+	/* a's counts (messages and recipients) made room for c's: a starts afresh. */
+	CHECK(auth_limits_evicted(l) == 2);
+	CHECK(message(l, c, "a", "192.0.2.1", 0, 1, T0) == AUTH_LIMIT_OK);
+	auth_limits_free(l);
+	conf_free(c);
+}
+
 int main(void)
 {
 	TEST_CASE(test_limit_user_at_mail);
@@ -299,5 +320,6 @@ int main(void)
 	TEST_CASE(test_exempt_networks);
 	TEST_CASE(test_max_connections_per_client);
 	TEST_CASE(test_reload_changes_a_limit_and_keeps_the_counts);
+	TEST_CASE(test_forgotten_counts_are_counted);
 	return check_exit();
 }
