@@ -126,7 +126,10 @@ class MemoryTLS:
 def test_v1_header_names_the_client_and_allow_no_longer_matches():
     ctx, port = proxied_listener()
     with ctx as r:
-        assert "listening on 127.0.0.1:%d (PROXY protocol)" % port in r.log_text()
+        # relayd logs its listeners once its loop runs, a moment after the kernel
+        # already takes connections (what running() waits for).
+        wait_for(lambda: "listening on 127.0.0.1:%d (PROXY protocol)" % port in r.log_text(),
+                 10, what="the listening line")
         c = Client(port)
         c.send(v1("203.0.113.7", 40000))
         assert "relay.test ESMTP" in c.expect(220)
