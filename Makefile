@@ -4,9 +4,10 @@ PKGS    := libevent libevent_openssl libevent_pthreads openssl libsasl2 lmdb lib
 DEB_BUILD_DEPS := build-essential pkg-config libevent-dev libssl-dev libsasl2-dev liblmdb-dev libidn2-dev \
                   libsasl2-modules libc-ares-dev
 # dnsmasq-base, not dnsmasq: the binary only, no system service taking port 53.
-# chromium: the status page is tested as a browser renders it.
+# chromium: the status page is tested as a browser renders it; cppcheck and
+# clang-tidy: tests/lint.
 DEB_TEST_DEPS  := swaks postfix python3 lmdb-utils sasl2-bin libsasl2-modules python3-aiosmtpd \
-                  dnsmasq-base chromium
+                  dnsmasq-base chromium cppcheck clang-tidy
 
 CC      ?= cc
 PREFIX  ?= /usr/local

@@ -209,7 +209,7 @@ static int encode(struct auth_client *ac, const char *data, unsigned len, const 
 		ac->out_size = need;
 	}
 	if (len == 0) {
-		strcpy(ac->out, "=");	/* RFC 4954 §4: an empty initial response */
+		memcpy(ac->out, "=", 2);	/* RFC 4954 §4: an empty initial response */
 	} else if (sasl_encode64(data, len, ac->out, (unsigned)need, &outlen) != SASL_OK) {
 		return -1;
 	}

@@ -455,11 +455,9 @@ static const char *cyrus_address(const char *s)
 	const char *semicolon = s ? strrchr(s, ';') : NULL;
 	unsigned char bytes[sizeof(struct in6_addr)];
 	char ip[INET6_ADDRSTRLEN];
-	size_t n;
-
-	if (!semicolon || (n = (size_t)(semicolon - s)) >= sizeof ip)
+	if (!semicolon || (size_t)(semicolon - s) >= sizeof ip)
 		return NULL;
-	n = strlen(semicolon + 1);
+	size_t n = strlen(semicolon + 1);
 	if (n < 1 || n > 5 || strspn(semicolon + 1, "0123456789") != n)
 		return NULL;
 	memcpy(ip, s, (size_t)(semicolon - s));

@@ -39,8 +39,7 @@ static int sender_key(const char *sender, char *key, size_t keylen, long *domain
 
 	if (strlen(sender) >= keylen) {
 		if (!at || strlen(at) >= keylen)
-			return -1;
-		s = end;		/* the "@domain" below, compared as a whole too */
+			return -1;	/* else only the "@domain" below, compared as a whole too */
 	} else if (end - s >= 2 && s[0] == '"' && end[-1] == '"') {
 		for (s++; s < end - 1; s++) {
 			if (*s == '\\' && s + 1 < end - 1)

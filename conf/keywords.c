@@ -125,7 +125,8 @@ static int conf_set_notify(struct conf_parser *p, void *base, size_t offset, int
 
 	for (int i = 0; i < argc; i++) {
 		size_t k = 0;
-		while (k < sizeof classes / sizeof classes[0] && strcmp(argv[i], classes[k].name))
+		while (k < sizeof classes / sizeof classes[0] &&
+		    strcmp(argv[i], classes[k].name) != 0)
 			k++;
 		if (k == sizeof classes / sizeof classes[0]) {
 			conf_error(p, "notify: unknown class \"%s\" (use bounce, delay, resource)",

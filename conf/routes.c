@@ -101,7 +101,8 @@ int conf_check_routes(struct conf_parser *p, struct config *conf)
 		struct conf_route *r = &conf->routes[i];
 		for (size_t j = 0; j < r->nupstreams; j++) {
 			size_t k = 0;
-			while (k < conf->nupstreams && strcmp(conf->upstreams[k].name, r->names[j]))
+			while (k < conf->nupstreams &&
+			    strcmp(conf->upstreams[k].name, r->names[j]) != 0)
 				k++;
 			/* `direct` needs no block: it is made with its defaults. */
 			if (k == conf->nupstreams && strcmp(r->names[j], "direct") == 0) {

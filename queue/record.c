@@ -85,7 +85,7 @@ static unsigned char *put_str(unsigned char *p, const char *s)
 	}
 	size_t n = strlen(s);
 	queue_be32_put(p, (uint32_t)n);
-	memcpy(p + 4, s, n);
+	memcpy(p + 4, s, n);	// NOLINT(bugprone-not-null-terminated-result): a counted string
 	return p + 4 + n;
 }
 

@@ -768,8 +768,8 @@ int bounce_build(struct queue *q, const char *hostname, const struct queue_envel
 {
 	struct report r;
 
-	if (!q || !env || !spool || !args_valid(hostname, orig ? orig->sender : NULL, orig,
-	    rcpts, n) || !orig->sender[0]) {
+	if (!q || !env || !spool || !orig || !args_valid(hostname, orig->sender, orig, rcpts, n) ||
+	    !orig->sender[0]) {
 		errno = EINVAL;
 		return -1;
 	}

@@ -55,23 +55,27 @@ static void later_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The answer is ready: on to the caller, from the loop. */
-static void answer(struct resolve_req *r, int code, const char *dsn, const char *why)
+/* The answer, handed on from the loop (event_active() cannot fail). */
+static void answer_soon(struct resolve_req *r, int code, const char *dsn, const char *why)
 {
-	struct timeval now = { 0, 0 };
 	r->code = code;
 	snprintf(r->dsn, sizeof r->dsn, "%s", dsn);
 	snprintf(r->why, sizeof r->why, "%s", why);
 	r->dns = NULL;
 	r->mx = NULL;
+	event_active(r->later, EV_TIMEOUT, 1);
+}
+
+/* From a resolver's callback: r may have been cancelled meanwhile. */
+static void answer(struct resolve_req *r, int code, const char *dsn, const char *why)
+{
 	if (r->cancelled) {
 		free(r->targets);
-		if (r->later)
-			event_free(r->later);
+		event_free(r->later);
 		free(r);
 		return;
 	}
-	if (!r->later || event_add(r->later, &now) < 0)
-		finish(r);	/* no event: answer at once rather than never */
+	answer_soon(r, code, dsn, why);
 }
 
 static void host_resolved(int result, struct evutil_addrinfo *res, void *arg)
@@ -168,16 +172,16 @@ struct resolve_req *resolve_targets(struct upstream *up, resolve_done_fn *done, 
 		if (!d->mx && !(d->mx = mx_resolver_new(d->base, d->conf->resolver, err,
 		    sizeof err))) {
 			snprintf(why, sizeof why, "direct delivery: no DNS resolver: %s", err);
-			answer(r, 451, "4.3.5", why);
+			answer_soon(r, 451, "4.3.5", why);
 			return r;
 		}
 		r->mx = mx_lookup(d->mx, up->domain, up->conf->port, mx_resolved, r);
 		if (!r->mx)
-			answer(r, 451, "4.3.0", "out of memory");
+			answer_soon(r, 451, "4.3.0", "out of memory");
 		return r;
 	}
 	if (up->conf->direct || !up->conf->host) {	/* never the local machine by mistake */
-		answer(r, 451, "4.3.0", "direct delivery without a destination domain");
+		answer_soon(r, 451, "4.3.0", "direct delivery without a destination domain");
 		return r;
 	}
 	struct evutil_addrinfo hints = { 0 };

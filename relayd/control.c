@@ -289,7 +289,7 @@ void control_free(struct control *ctl)
 		return;
 	evconnlistener_free(ctl->evl);
 	while (ctl->conns) {		/* the queue has closed: no answer is pending */
-		ctl->conns->waiting = 0;
+		ctl->conns->waiting = 0;	// NOLINT(clang-analyzer-unix.Malloc): freed ones are unlinked
 		conn_free(ctl->conns);
 	}
 	unlink(ctl->path);

@@ -100,6 +100,7 @@ struct delivery_job *msg_job(struct delivery_msg *m, struct upstream *up, int fr
 	for (size_t i = 0; i < m->njobs && !fresh; i++)
 		if (m->jobs[i]->up == up)
 			return m->jobs[i];
+	// NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers, sized as such
 	struct delivery_job **grown = reallocarray(m->jobs, m->njobs + 1, sizeof *grown);
 	struct delivery_job *job = calloc(1, sizeof *job);
 	if (!grown || !job) {

@@ -143,7 +143,7 @@ void log_attempt(struct delivery_msg *m, const struct delivery_job *job,
 	/* The same, for the recipient's history in the queue and the upstream's totals. */
 	struct queue_attempt at = { .rcpt = (uint32_t)jr->index, .time = (int64_t)now,
 	    .status = (char *)status, .upstream = job->up ? job->up->conf->name : NULL,
-	    .relay = job->relay[0] && strcmp(job->relay, "none") ? (char *)job->relay : NULL,
+	    .relay = job->relay[0] && strcmp(job->relay, "none") != 0 ? (char *)job->relay : NULL,
 	    .dsn = (char *)jr->dsn, .reply = jr->text };
 	if (queue_envelope_add_attempt(m->env, &at) < 0)
 		log_warn("%s: out of memory for the attempt history", m->id);
@@ -333,7 +333,7 @@ static void msg_finish(struct delivery_msg *m)
 			free(r->last_reply);
 			r->last_reply = jr->text ? strdup(jr->text) : NULL;
 			free(r->last_relay);
-			r->last_relay = job->relay[0] && strcmp(job->relay, "none") ?
+			r->last_relay = job->relay[0] && strcmp(job->relay, "none") != 0 ?
 			    strdup(job->relay) : NULL;
 			int expired = inow - env->arrival >= (int64_t)conf->queue_lifetime;
 			if (conf->soft_bounce && jr->code / 100 != 2 &&

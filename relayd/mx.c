@@ -537,7 +537,7 @@ static void mx_answer(struct mx_query *q, unsigned char *abuf, int alen)
 	}
 	for (struct ares_mx_reply *m = mx; m; m = m->next)
 		n++;
-	if (!(q->hosts = calloc(n, sizeof *q->hosts))) {
+	if (!(q->hosts = calloc(n ? n : 1, sizeof *q->hosts))) {
 		ares_free_data(mx);
 		query_finish(q, MX_TEMPFAIL, "%s: out of memory", q->domain);
 		return;

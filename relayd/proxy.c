@@ -105,6 +105,8 @@ static enum proxy_status v1_line(const unsigned char *buf, size_t len,
 		*space = '\0';
 		p = space + 1;
 	}
+	if (nfields < 2)
+		return bad(why, "v1: no protocol");
 	for (int i = 0; i < nfields; i++)
 		if (field[i][0] == '\0')
 			return bad(why, "v1: fields not separated by exactly one space");

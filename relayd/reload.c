@@ -47,7 +47,7 @@ static const char *restart_only(const struct config *a, const struct config *b)
 		return "pid_file";
 	if (!same_str(a->control, b->control))
 		return "control";
-	if (a->has_http != b->has_http || (a->has_http && strcmp(a->http.text, b->http.text)))
+	if (a->has_http != b->has_http || (a->has_http && strcmp(a->http.text, b->http.text) != 0))
 		return "http";
 	if (!same_str(a->tls_cert.path, b->tls_cert.path) ||
 	    !same_str(a->tls_key.path, b->tls_key.path))

@@ -57,7 +57,7 @@ int routes_address_ascii(const char *addr, char *out, size_t outlen)
 	if (routes_domain_ascii(at + 1, out + local, outlen - local) == 0)
 		return 0;
 	if (strlen(at + 1) < outlen - local) {
-		strcpy(out + local, at + 1);	/* not an IDN: as written */
+		memcpy(out + local, at + 1, strlen(at + 1) + 1);	/* not an IDN: as written */
 		return 0;
 	}
 too_long:
