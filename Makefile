@@ -5,9 +5,9 @@ DEB_BUILD_DEPS := build-essential pkg-config libevent-dev libssl-dev libsasl2-de
                   libsasl2-modules libc-ares-dev
 # dnsmasq-base, not dnsmasq: the binary only, no system service taking port 53.
 # chromium: the status page is tested as a browser renders it; cppcheck and
-# clang-tidy: tests/lint.
+# clang-tidy: tests/lint; valgrind: tests/valgrind.
 DEB_TEST_DEPS  := swaks postfix python3 lmdb-utils sasl2-bin libsasl2-modules python3-aiosmtpd \
-                  dnsmasq-base chromium cppcheck clang-tidy
+                  dnsmasq-base chromium cppcheck clang-tidy valgrind
 
 CC      ?= cc
 PREFIX  ?= /usr/local
@@ -41,7 +41,7 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 
 obj   = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
-.PHONY: all run test unit integration bench install clean deps test-deps asan
+.PHONY: all run test unit integration bench install clean deps test-deps asan unit-plain
 all: $(B)/relayd $(B)/relayctl
 
 $(B)/obj/%.o: %.c
@@ -67,14 +67,21 @@ $(BA)/tests/%: $(BA)/obj/tests/unit/%.o $(call obj,$(BA),$(LIB_SRC))
 
 asan: $(BA)/relayd $(BA)/relayctl $(patsubst tests/unit/%.c,$(BA)/tests/%,$(UNIT_SRC))
 
+# The unit tests without sanitizers, for valgrind (tests/lint runs them under it).
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(call obj,$(B),$(LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(HARDEN_LD) -o $@ $^ $(LIBS)
+unit-plain: $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+
 # `make run`: everything a fresh Debian 12 needs, then relayd in the foreground on 127.0.0.1:2525.
 run: deps all
 	@mkdir -p var
 	./$(B)/relayd -d -c conf/relayd.local.conf
 
 # `make test`: the test peers, the sanitizer build, every unit and integration test.
-test: deps test-deps asan all
-	RELAYD=$(BA)/relayd RELAYCTL=$(BA)/relayctl TESTBIN=$(BA)/tests RELEASE=$(B)/relayd tests/run
+test: deps test-deps asan all unit-plain
+	RELAYD=$(BA)/relayd RELAYCTL=$(BA)/relayctl TESTBIN=$(BA)/tests RELEASE=$(B)/relayd \
+	    PLAIN_TESTBIN=$(B)/tests tests/run
 
 bench: all
 	@echo "the benchmark arrives with the performance work (tests/bench/)"; exit 1

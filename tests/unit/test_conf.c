@@ -697,7 +697,7 @@ static void test_sample_uncommented(void)
 		CHECK(fd >= 0 && write(fd, content, strlen(content)) == (ssize_t)strlen(content));
 		if (fd >= 0)
 			close(fd);
-		snprintf(statements[i], sizeof statements[i], "%s %s\n", sample_files[i].keyword,
+		snprintf(statements[i], sizeof statements[i], "%.50s %.40s\n", sample_files[i].keyword,
 		    paths[i]);
 	}
 	char *text = calloc(1, 1 << 16);

@@ -203,11 +203,11 @@ static int dns_start(void)
 	if (dns_pid == 0) {
 		/* Gone with us, even when the test dies without cleaning up. */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		freopen("/dev/null", "r", stdin);
-		if (!getenv("TEST_MX_VERBOSE")) {
-			freopen("/dev/null", "w", stdout);
-			freopen("/dev/null", "w", stderr);
-		}
+		if (!freopen("/dev/null", "r", stdin))
+			_exit(127);
+		if (!getenv("TEST_MX_VERBOSE") && (!freopen("/dev/null", "w", stdout) ||
+		    !freopen("/dev/null", "w", stderr)))
+			_exit(127);
 		execv(DNSMASQ, argv);
 		_exit(127);
 	}
