@@ -147,6 +147,11 @@ int http_metrics_page(struct evbuffer *out, struct server *srv, struct queue *q)
 	one(out, "relayd_messages_refused_total", "counter",
 	    "Messages that could not be stored (answered 451 or 452).",
 	    (double)metrics.commit_failed);
+	head(out, "relayd_smtp_refused_total", "counter",
+	    "Commands refused by relayd's own rules, by reason.");
+	for (size_t i = 0; i < METRICS_REFUSALS; i++)
+		evbuffer_add_printf(out, "relayd_smtp_refused_total{reason=\"%s\"} %llu\n",
+		    metrics_refusal_names[i], (unsigned long long)metrics.refused[i]);
 	histogram(out, "relayd_commit_duration_seconds",
 	    "From the end of DATA to the commit's fsync.", &metrics.commit);
 	histogram(out, "relayd_delivery_duration_seconds",

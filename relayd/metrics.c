@@ -10,6 +10,15 @@
 
 struct metrics metrics;
 
+const char *const metrics_refusal_names[METRICS_REFUSALS] = {
+	[METRICS_REFUSED_RELAY] = "relay_denied",
+	[METRICS_REFUSED_AUTH] = "auth_failed",
+	[METRICS_REFUSED_SENDER] = "sender_rule",
+	[METRICS_REFUSED_NO_ROUTE] = "no_route",
+	[METRICS_REFUSED_RATE] = "rate_limit",
+	[METRICS_REFUSED_CONNECTIONS] = "connections_per_client",
+};
+
 static const double commit_bounds[METRICS_BUCKETS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01,
 	0.025, 0.05, 0.1, 0.25, 0.5, 1, 5 };
 static const double delivery_bounds[METRICS_BUCKETS] = { 0.5, 1, 2.5, 5, 10, 30, 60, 300,

@@ -34,6 +34,18 @@ struct metrics_failure {
 
 #define METRICS_FAILURES 20
 
+/* Why the SMTP side refused something (relayd_smtp_refused_total{reason}). */
+enum metrics_refusal {
+	METRICS_REFUSED_RELAY,		/* relay access denied: neither allowed nor logged in */
+	METRICS_REFUSED_AUTH,		/* a failed login */
+	METRICS_REFUSED_SENDER,		/* deny_sender, sender_login */
+	METRICS_REFUSED_NO_ROUTE,
+	METRICS_REFUSED_RATE,		/* limit_user, limit_client, limit_rcpt */
+	METRICS_REFUSED_CONNECTIONS,	/* max_connections_per_client */
+	METRICS_REFUSALS
+};
+extern const char *const metrics_refusal_names[METRICS_REFUSALS];
+
 struct metrics {
 	double started;			/* unix seconds */
 	uint64_t connections;		/* SMTP sessions begun */
@@ -41,6 +53,7 @@ struct metrics {
 	uint64_t messages;		/* accepted (committed, answered 250) */
 	uint64_t recipients;		/* of those messages */
 	uint64_t commit_failed;		/* answered 451/452: not stored */
+	uint64_t refused[METRICS_REFUSALS];
 	struct metrics_histogram commit;	/* end of DATA to the commit's fsync */
 	struct metrics_histogram delivery;	/* arrival to delivered, per recipient */
 	struct metrics_failure failures[METRICS_FAILURES];	/* a ring, newest at next - 1 */

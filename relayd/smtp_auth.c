@@ -15,6 +15,7 @@
 
 #include "auth/auth.h"
 #include "relayd/log.h"
+#include "relayd/metrics.h"
 #include "relayd/smtp_session.h"
 
 const char *smtp_auth_offer(struct smtp_session *s)
@@ -133,6 +134,7 @@ static void fail_slowly(struct smtp_session *s, int code, const char *enh, const
 	s->auth_reply.enh = enh;
 	s->auth_reply.text = text;
 	auth_penalty_failed(srv->auth_penalty, s->client_addr, now);
+	metrics.refused[METRICS_REFUSED_AUTH]++;
 	log_info("authentication failed from [%s]:%u: mechanism=%s: %s (failure %u, "
 	    "answer delayed %u ms)", s->client_addr, s->client_port, s->auth_mech,
 	    detail(s, why, sizeof why), s->auth_failures + 1, ms);

@@ -11,6 +11,7 @@
 
 #include "auth/auth.h"
 #include "relayd/log.h"
+#include "relayd/metrics.h"
 #include "relayd/smtp_parse.h"
 #include "relayd/smtp_session.h"
 #include "routes/routes.h"
@@ -118,6 +119,7 @@ static int sender_refused(struct smtp_session *s, const char *sender)
 	enum auth_sender_result r = auth_sender_check(conf, s->auth_user, ascii, &rule);
 	if (r == AUTH_SENDER_OK)
 		return 0;
+	metrics.refused[METRICS_REFUSED_SENDER]++;
 
 	char from[SMTP_ADDR_MAX * 4 + 1], user[256] = "";	/* longer logins end in "..." */
 	log_escape(from, sizeof from, sender, strlen(sender));
@@ -178,6 +180,7 @@ static int mail_over_limit(struct smtp_session *s, const char *sender)
 		log_escape(user, sizeof user, s->auth_user, strlen(s->auth_user));
 	limit_log(&o, o.by_user ? s->limit_hold.user : s->client_addr, detail, sizeof detail);
 	const char *whose = o.by_user ? "this login" : "your address";
+	metrics.refused[METRICS_REFUSED_RATE]++;
 	log_info("reject: MAIL from [%s]:%u: 450 4.7.1 Message rate limit exceeded for %s; "
 	    "from=<%s>%s%s, %s", s->client_addr, s->client_port, whose, from,
 	    s->auth_user ? ", sasl_username=" : "", user, detail);
@@ -201,6 +204,7 @@ static int rcpt_over_limit(struct smtp_session *s, const char *rcpt)
 	    &o) == AUTH_LIMIT_OK)
 		return 0;
 	const char *whose = o.by_user ? "this login" : "your address";
+	metrics.refused[METRICS_REFUSED_RATE]++;
 	if (!s->limit_rcpt_logged) {
 		char to[SMTP_ADDR_MAX * 4 + 1], from[SMTP_ADDR_MAX * 4 + 1], user[256] = "";
 		char detail[AUTH_RATE_KEY_MAX * 4 + 160];
@@ -275,6 +279,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 			log_info("reject: RCPT from [%s]:%u: 554 5.7.1 <%s>: Relay access denied",
 			    s->client_addr, s->client_port, esc);
 			smtp_reply_error(s, 554, "5.7.1", "<%s>: Relay access denied", r.addr);
+			metrics.refused[METRICS_REFUSED_RELAY]++;
 		}
 		return;
 	}
@@ -290,6 +295,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		char esc[SMTP_ADDR_MAX * 4 + 1], from[SMTP_ADDR_MAX * 4 + 1];
 		log_escape(esc, sizeof esc, r.addr, strlen(r.addr));
 		log_escape(from, sizeof from, s->env->sender, strlen(s->env->sender));
+		metrics.refused[METRICS_REFUSED_NO_ROUTE]++;
 		int code = smtp_reply_policy(s, 0, 550, "5.4.4", "<%s>: no route to this domain here "
 		    "(relayd.conf)", r.addr);
 		log_info("reject: RCPT from [%s]:%u: %d %c.4.4 <%s>: no route; from=<%s>%s",

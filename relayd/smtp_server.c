@@ -546,6 +546,7 @@ static int too_many_from_client(struct smtp_session *s, const char *via)
 		s->limit_connection = 1;
 		return 0;
 	}
+	metrics.refused[METRICS_REFUSED_CONNECTIONS]++;
 	log_info("reject: connect from [%s]:%u%s: 421 4.7.0 too many connections from your "
 	    "address; limit=max_connections_per_client %u, address=%s, open=%u", s->client_addr,
 	    s->client_port, via, over.limit, s->client_addr, over.count);

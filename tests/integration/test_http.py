@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 
-from harness import RELAYD, free_port, running, run, test, wait_for
+from harness import RELAYD, Client, free_port, running, run, test, wait_for
 from upstream import Upstream
 from delivery_helpers import BODY, sent_line, submit
 
@@ -323,6 +323,25 @@ def test_http_out_of_descriptors_pauses_instead_of_spinning():
         r.stop()
     finally:
         r.cleanup()
+
+
+@test
+def test_refusals_are_counted_by_reason():
+    http_port = free_port()
+    extra = ("http 127.0.0.1:%d\nupstream up {\n host 127.0.0.1\n port %d\n tls none\n}\n"
+             "route example.com up\ndeny_sender @spam.test\n" % (http_port, free_port()))
+    with running(extra=extra) as r:
+        c = Client(r.port)
+        c.hello()
+        c.cmd("MAIL FROM:<x@spam.test>", 553)
+        c.cmd("MAIL FROM:<a@relay.test>", 250)
+        c.cmd("RCPT TO:<b@elsewhere.test>", 550, "5.4.4")
+        c.cmd("RCPT TO:<c@elsewhere.test>", 550, "5.4.4")
+        c.cmd("QUIT", 221)
+        m = parse_metrics(get(http_port, "/metrics")[2])
+        assert m[("relayd_smtp_refused_total", 'reason="no_route"')] == 2
+        assert m[("relayd_smtp_refused_total", 'reason="sender_rule"')] == 1
+        assert m[("relayd_smtp_refused_total", 'reason="rate_limit"')] == 0
 
 
 @test
