@@ -70,5 +70,6 @@ int queue_counter_put(struct queue *q, const char *name, const struct queue_coun
 		return -1;
 	}
 	job->counter = *c;
+	job->lazy = 1;		/* a quota count a crash undoes is a few recipients more */
 	return queue_submit(q, job);
 }

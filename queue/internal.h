@@ -30,6 +30,8 @@ struct queue_job {
 	size_t admin_nskip;
 	unsigned admin_count;		/* messages it touched */
 	struct queue_counter counter;
+	int lazy;			/* losing it in a crash costs a repeat, not a message:
+					 * delivery results, counters (see writer.c) */
 	queue_done_fn *done;
 	void *arg;
 	enum queue_status status;
@@ -68,6 +70,7 @@ struct queue {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;		/* a job was queued, or stopping */
 	struct queue_job_list pending;
+	size_t pending_durable;		/* pending jobs that are not lazy */
 	struct queue_job_list done;
 	int stopping;
 	int writer_running;

@@ -56,7 +56,8 @@ static int env_open(struct queue *q, char *err, size_t errlen)
 		goto fail;
 	/*
 	 * MDB_NOTLS: read transactions are not tied to a thread's slot, so any
-	 * thread may read.  No MDB_NOSYNC / MDB_NOMETASYNC / MDB_WRITEMAP: the
+	 * thread may read.  No MDB_NOSYNC / MDB_WRITEMAP, and MDB_NOMETASYNC only
+	 * for the writer's lazy transactions (writer.c), never a new message's: the
 	 * 250 after DATA promises that the commit reached the disk.
 	 */
 	what = "mdb_env_open";

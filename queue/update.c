@@ -118,6 +118,7 @@ int queue_update(struct queue *q, struct queue_envelope *state, int64_t old_due,
 	job->state = state;
 	job->old_due = old_due;
 	job->new_due = new_due;
+	job->lazy = 1;		/* undone by a crash, the attempt is repeated: nothing is lost */
 	return queue_submit(q, job);
 }
 
@@ -135,5 +136,6 @@ int queue_unschedule(struct queue *q, const char *id, int64_t due, queue_done_fn
 	job->state = st;
 	job->old_due = due;
 	job->new_due = DUE_KEEP_IF_PRESENT;
+	job->lazy = 1;
 	return queue_submit(q, job);
 }
