@@ -27,6 +27,11 @@ def test(fn):
     return fn
 
 
+class Skip(Exception):
+    """Raised by a test that cannot run here (say why): reported as "SKIP name (why)",
+    which is neither a PASS nor a FAIL."""
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -228,6 +233,8 @@ def run():
             fn()
             print("PASS %s (%.1fs)" % (fn.__name__, time.monotonic() - t0), flush=True)
             passed += 1
+        except Skip as e:
+            print("SKIP %s (%s)" % (fn.__name__, e), flush=True)
         except Exception:
             failed += 1
             print("FAIL %s (%.1fs)" % (fn.__name__, time.monotonic() - t0), flush=True)
