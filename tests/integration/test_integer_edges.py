@@ -1,0 +1,111 @@
+"""
+test_integer_edges — numbers at their edges, where parsers overflow, wrap or
+count one off: SIZE= of 0, 2^64-1, 2^64, -1, 1e9 and 21 digits; a message of
+exactly max_message_size octets and one more (counted after dot-unstuffing,
+as stored); max_recipients and one more in one pipelined burst; BDAT, which
+relayd does not offer, with a 2^64 chunk size.
+"""
+import re
+
+from harness import Client, running, run, test
+
+MSG = "Subject: edges\r\n\r\nbody\r\n"
+
+
+@test
+def test_size_parameter_edges():
+    with running(extra="max_message_size 10K\n") as r:
+        c = Client(r.port)
+        c.hello()
+        rows = [
+            ("0", 250, "2.1.0"),                        # an estimate: "unknown" is fine
+            ("10240", 250, "2.1.0"),                    # exactly the limit
+            ("10241", 552, "5.3.4"),
+            ("18446744073709551615", 552, "5.3.4"),     # 2^64 - 1
+            ("18446744073709551616", 552, "5.3.4"),     # 2^64: too big, not a wrap to 0
+            ("99999999999999999999", 552, "5.3.4"),     # 20 digits, RFC 1870's most
+            ("000000000000000000001", 501, "5.5.4"),    # 21 digits: not a size-value
+            ("-1", 501, "5.5.4"),
+            ("+1", 501, "5.5.4"),
+            ("1e9", 501, "5.5.4"),
+            ("0x10", 501, "5.5.4"),
+            ("", 501, "5.5.4"),
+        ]
+        for value, code, enh in rows:
+            text = c.cmd("MAIL FROM:<a@example.com> SIZE=%s" % value, code)
+            assert text.startswith(enh), (value, text)
+            if code == 250:
+                c.cmd("RSET", 250)
+        # SIZE=0, then a real message: the declaration is not held against it.
+        c.cmd("MAIL FROM:<a@example.com> SIZE=0", 250)
+        c.cmd("RCPT TO:<b@example.org>", 250)
+        c.cmd("DATA", 354)
+        c.send(MSG + ".\r\n")
+        c.expect(250, "queued as")
+        c.cmd("QUIT", 221)
+
+
+def body_of(size):
+    """A body of exactly size octets once unstuffed, with dotted lines in it."""
+    head = "Subject: exact\r\n\r\n..dotted\r\n"          # stored as ".dotted"
+    stored = len(head) - 1
+    line = "x" * 98 + "\r\n"
+    n = (size - stored) // len(line)
+    tail = size - stored - n * len(line)
+    assert tail >= 2
+    return head + line * n + "y" * (tail - 2) + "\r\n"
+
+
+@test
+def test_message_of_exactly_max_message_size_and_one_more():
+    with running(extra="max_message_size 10K\n") as r:
+        c = Client(r.port)
+        c.hello()
+        qid = c.send_message("a@example.com", ["b@example.org"], body_of(10240))
+        c.send_message("a@example.com", ["b@example.org"], body_of(10241), code=552)
+        c.cmd("QUIT", 221)
+        assert r.queued_ids() == [qid]
+        _, stored = r.body(qid)
+        assert len(stored.split(b"\r\n\r\n", 1)[1]) + len(b"Subject: exact\r\n\r\n") == 10240
+
+
+@test
+def test_max_recipients_and_one_more_in_one_burst():
+    with running(extra="max_recipients 1000\n") as r:
+        c = Client(r.port, timeout=60)
+        c.hello()
+        burst = "MAIL FROM:<a@example.com>\r\n" + "".join(
+            "RCPT TO:<r%d@example.org>\r\n" % i for i in range(1001)) + "DATA\r\n"
+        c.send(burst)
+        c.expect(250, "2.1.0")
+        for i in range(1000):
+            c.expect(250, "2.1.5")
+        c.expect(452, "4.5.3")
+        c.expect(354)
+        c.send(MSG + ".\r\n")
+        qid = re.search(r"queued as (\w+)", c.expect(250)).group(1)
+        c.cmd("QUIT", 221)
+        assert re.search(r"%s: .*nrcpt=1000$" % qid, r.log_text(), re.M), r.log_text()[-500:]
+
+
+@test
+def test_bdat_with_a_2_64_chunk_is_an_unknown_command():
+    """relayd offers no CHUNKING: BDAT is refused, and the "chunk" after it is read
+    as commands (each refused), never as message data."""
+    with running(extra="max_errors 50\n") as r:
+        c = Client(r.port)
+        assert "CHUNKING" not in c.hello()
+        c.cmd("MAIL FROM:<a@example.com>", 250)
+        c.cmd("RCPT TO:<b@example.org>", 250)
+        c.send("BDAT 18446744073709551616 LAST\r\nSubject: x\r\n\r\nhi\r\n")
+        for _ in range(4):                  # BDAT, "Subject: x", "", "hi"
+            code, _ = c.reply()
+            assert code in (500, 502), code
+        c.cmd("BDAT -1", 500)
+        c.cmd("RSET", 250)
+        c.cmd("QUIT", 221)
+        assert r.queued_ids() == []
+
+
+if __name__ == "__main__":
+    run()
