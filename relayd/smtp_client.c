@@ -178,6 +178,29 @@ static void fail_reply(struct smtp_client *c, const char *what)
 
 /* ---- getting ready ----------------------------------------------------- */
 
+/*
+ * The limit in EHLO "SIZE n": RFC 1870 says 1*20DIGIT, 0 or nothing for no
+ * fixed limit.  Anything else ("1e9", "-1", "12abc") is no limit at all, as
+ * Postfix takes it: strtoull() would read a limit of 1 octet or a wrapped
+ * one, and every message would bounce (5.3.4) without ever being tried.
+ * Past 2^64 is no limit either.
+ */
+static uint64_t ehlo_size_limit(const struct smtp_client *c, const char *v)
+{
+	size_t n = strspn(v, "0123456789");
+
+	if (n == 0 || n > 20 || v[n + strspn(v + n, " ")] != '\0') {
+		char esc[128];
+		if (*v)
+			log_info("upstream %s: %s: EHLO SIZE \"%s\" is not a number: no limit taken",
+			    c->up->conf->name, c->relay, log_escape(esc, sizeof esc, v, strlen(v)));
+		return 0;
+	}
+	errno = 0;
+	unsigned long long size = strtoull(v, NULL, 10);
+	return errno == ERANGE ? 0 : size;
+}
+
 /* One EHLO reply line's keyword (after "250-" or "250 "). */
 static void ehlo_keyword(struct smtp_client *c, const char *s, size_t n)
 {
@@ -199,7 +222,7 @@ static void ehlo_keyword(struct smtp_client *c, const char *s, size_t n)
 	else if (strcmp(line, "SMTPUTF8") == 0)
 		c->smtputf8 = 1;
 	else if (strncmp(line, "SIZE", 4) == 0 && (line[4] == ' ' || line[4] == '\0'))
-		c->size = 1, c->size_limit = line[4] ? strtoull(line + 5, NULL, 10) : 0;
+		c->size = 1, c->size_limit = line[4] ? ehlo_size_limit(c, line + 5) : 0;
 	else if (strncmp(line, "AUTH", 4) == 0 && (line[4] == ' ' || line[4] == '='))
 		snprintf(c->auth_mechs, sizeof c->auth_mechs, "%.200s", line + 5);
 }

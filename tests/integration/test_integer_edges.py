@@ -3,11 +3,13 @@ test_integer_edges — numbers at their edges, where parsers overflow, wrap or
 count one off: SIZE= of 0, 2^64-1, 2^64, -1, 1e9 and 21 digits; a message of
 exactly max_message_size octets and one more (counted after dot-unstuffing,
 as stored); max_recipients and one more in one pipelined burst; BDAT, which
-relayd does not offer, with a 2^64 chunk size.
+relayd does not offer, with a 2^64 chunk size; and an upstream's EHLO SIZE
+that is not a number.
 """
 import re
 
-from harness import Client, running, run, test
+from harness import Client, running, run, test, wait_for
+from rawpeer import RawUpstream, raw_conf
 
 MSG = "Subject: edges\r\n\r\nbody\r\n"
 
@@ -105,6 +107,39 @@ def test_bdat_with_a_2_64_chunk_is_an_unknown_command():
         c.cmd("RSET", 250)
         c.cmd("QUIT", 221)
         assert r.queued_ids() == []
+
+
+@test
+def test_upstream_ehlo_size_that_is_not_a_number_is_no_limit():
+    """EHLO "SIZE 1e9" (or "SIZE -1", or past 2^64) from an upstream is not a
+    limit of 1 octet, nor a wrapped one: ignored as Postfix ignores it, and the
+    message goes out; a real "SIZE 100" still returns a bigger one at once."""
+    for size, want in ((b"SIZE 1e9", "status=sent"), (b"SIZE -1", "status=sent"),
+                       (b"SIZE 12abc", "status=sent"),
+                       (b"SIZE 18446744073709551616", "status=sent"),
+                       (b"SIZE 0", "status=sent"), (b"SIZE 100", "status=bounced")):
+        def script(p):
+            p.send(b"220 raw.test ESMTP\r\n")
+            p.line()
+            p.send(b"250-raw.test\r\n250-" + size + b"\r\n250 8BITMIME\r\n")
+            p.serve()
+        with RawUpstream(script) as u:
+            with running(extra=raw_conf(u.port)) as r:
+                c = Client(r.port)
+                c.hello()
+                qid = c.send_message("a@relay.test", ["b@example.org"],
+                                     "Subject: s\r\n\r\n%s\r\n" % ("x" * 200))
+                c.cmd("QUIT", 221)
+                line = wait_for(lambda: [l for l in r.log_text().splitlines()
+                                         if "%s: to=<b@example.org>" % qid in l], 20,
+                                what="an attempt with %r" % size)[0]
+                assert want in line, (size, line)
+                if want == "status=bounced":
+                    assert "dsn=5.3.4" in line and "limit of 100 bytes" in line, line
+                if size in (b"SIZE 1e9", b"SIZE -1"):
+                    assert 'EHLO %s" is not a number' % size.decode().replace(" ", ' "') \
+                        in r.log_text(), r.log_text()
+                assert not u.errors, u.errors
 
 
 if __name__ == "__main__":
