@@ -103,9 +103,15 @@ static void host_resolved(int result, struct evutil_addrinfo *res, void *arg)
 		answer(r, 0, "", "");
 		return;
 	}
+	/*
+	 * evdns reports every DNS failure but NXDOMAIN — a timeout, SERVFAIL — as
+	 * EAI_FAIL, whose words ("non-recoverable failure") would send an admin
+	 * after a permanent problem when the DNS server is merely not answering.
+	 */
 	snprintf(why, sizeof why, "cannot resolve %s: %s", r->up->conf->host,
-	    result == EVUTIL_EAI_CANCEL ? "cancelled" : result ? evutil_gai_strerror(result) :
-	    "out of memory");
+	    result == EVUTIL_EAI_CANCEL ? "cancelled" :
+	    result == EVUTIL_EAI_FAIL ? "no answer from DNS (timeout or server failure)" :
+	    result ? evutil_gai_strerror(result) : "out of memory");
 	answer(r, 451, "4.4.3", why);
 }
 

@@ -2,18 +2,19 @@
 test_upstream_faults — an upstream, or its DNS, failing in the middle of
 things: it stalls mid-DATA (the body read and no answer; or the body half
 sent and no more read), resets the connection mid-DATA, answers garbage at
-the greeting or after MAIL FROM; a domain's MX cannot be looked up
-because DNS does not answer.  Each time the message is deferred with a
-reason an admin can read, stays queued (no loss), and goes out exactly once
-when the upstream is back (no duplicate); relayd keeps serving its clients
-meanwhile.
+the greeting or after MAIL FROM; a domain's MX or an upstream's host name
+cannot be looked up because DNS does not answer.  Each time the message is
+deferred with a reason an admin can read, stays queued (no loss), and goes
+out exactly once when the upstream is back (no duplicate); relayd keeps
+serving its clients meanwhile.
 """
+import ctypes
 import os
 import socket
 import threading
 import time
 
-from harness import Client, running, run, test, wait_for
+from harness import Client, Relayd, Skip, running, run, test, wait_for
 from rawpeer import PeerGone, RawUpstream, raw_conf
 
 MSG = "From: a@relay.test\r\nTo: b@example.org\r\nSubject: faults\r\n\r\nbody\r\n"
@@ -196,6 +197,68 @@ def test_dns_timeout_for_a_domains_mx_defers_and_keeps_the_message():
             assert "status=deferred" in line and "dsn=4.4.3" in line, line
             assert "cannot look up the MX of example.org: example.org MX: DNS timeout" in line, line
             assert qid in r.queued_ids()
+
+
+CLONE_NEWNS = 0x00020000
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+# Looked up before any fork: the child only calls them.
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_void_p]
+
+
+def _own_mounts():
+    return _libc.unshare(CLONE_NEWNS) == 0 and \
+        _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0
+
+
+def private_resolv_conf(path):
+    """preexec_fn: relayd alone (its own mount namespace) sees path as /etc/resolv.conf."""
+    src = path.encode()
+
+    def setup():
+        if not _own_mounts() or _libc.mount(src, b"/etc/resolv.conf", None, MS_BIND, None):
+            os._exit(97)
+    return setup
+
+
+def can_make_a_mount_namespace():
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if _own_mounts() else 1)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+@test
+def test_dns_timeout_for_an_upstream_host_name_defers_and_keeps_the_message():
+    """An upstream named by host name; the system resolver (seen by relayd alone,
+    through a mount namespace) points at a port where nothing answers."""
+    if not can_make_a_mount_namespace():
+        raise Skip("cannot make a mount namespace here (needs root / CAP_SYS_ADMIN) to give "
+                   "relayd its own resolv.conf; the `resolver` form above still ran")
+    with DeadDns() as dns:
+        extra = ("upstream named {\n host upstream.dns-timeout.test\n port 25\n tls none\n}\n"
+                 "route * named\nretry_min 1h\n")
+        r = Relayd(extra=extra)
+        try:
+            conf = os.path.join(r.dir, "resolv.conf")
+            with open(conf, "w") as f:
+                f.write("nameserver 127.0.0.1:%d\noptions timeout:1 attempts:2\n" % dns.port)
+            r.start(preexec_fn=private_resolv_conf(conf))
+            qid = submit(r)
+            wait_for(lambda: dns.queries > 0, 10, what="a DNS query")
+            served_promptly(r)
+            wait_for(lambda: lines_for(r, qid), 30, what="the attempt to end")
+            line = lines_for(r, qid)[0]
+            assert "status=deferred" in line and "dsn=4.4.3" in line, line
+            assert "cannot resolve upstream.dns-timeout.test: no answer from DNS (timeout " \
+                "or server failure)" in line, line
+            assert qid in r.queued_ids()
+            r.stop()
+        finally:
+            r.cleanup()
 
 
 if __name__ == "__main__":
