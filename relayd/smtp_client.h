@@ -15,6 +15,7 @@
 
 #include "relayd/client_resolve.h"
 #include "relayd/delivery.h"
+#include "relayd/smtp_dot.h"
 #include "relayd/smtp_reply.h"
 
 /*
@@ -58,7 +59,7 @@ struct smtp_client {
 	int mail_failed;
 	uint32_t chunk;			/* next body chunk */
 	uint64_t body_read;		/* body bytes read from the queue so far */
-	int bol, prev_cr;		/* dot-stuffing state */
+	struct smtp_dot_writer dot;	/* dot-stuffing state */
 	int body_done;
 	unsigned busy;			/* callbacks running: free later */
 	int dead;			/* freed as soon as they return */

@@ -1,8 +1,8 @@
 /*
  * smtp_data — the DATA phase: a Received: header, then the client's lines
- * framed strictly (only <CRLF>.<CRLF> ends the message; a bare CR or LF ends
- * the session, so no sequence can smuggle a second message), dot-unstuffed,
- * size- and line-checked, streamed into a queue spool; then the commit, and
+ * framed strictly by smtp_dot.c (only <CRLF>.<CRLF> ends the message; a bare
+ * CR or LF ends the session, so no sequence can smuggle a second message),
+ * dot-unstuffed, size- and line-checked, streamed into a queue spool; then the commit, and
  * the 250 only once the queue says the message is on disk.
  */
 #include <event2/buffer.h>
@@ -68,7 +68,7 @@ int smtp_data_begin(struct smtp_session *s)
 	s->env->arrival = time(NULL);
 	s->data_bytes = 0;
 	s->data_error = SMTP_DATA_OK;
-	s->data_in_long_line = 0;
+	s->dot = (struct smtp_dot_reader){ 0 };
 	if (write_received(s) < 0)
 		s->data_error = SMTP_DATA_STORAGE;
 	smtp_session_enter(s, SMTP_DATA);
@@ -211,80 +211,38 @@ static void data_line(struct smtp_session *s, const char *p, size_t len)
 	}
 }
 
-/* 1 when the first n bytes of in hold a CR (in an overlong line, always a bare one). */
-static int has_cr(struct evbuffer *in, size_t n)
-{
-	struct evbuffer_ptr end;
-	if (n == 0 || evbuffer_ptr_set(in, &end, n, EVBUFFER_PTR_SET) < 0)
-		return 0;
-	return evbuffer_search_range(in, "\r", 1, NULL, &end).pos >= 0;
-}
-
 int smtp_data_input(struct smtp_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
-	size_t avail = evbuffer_get_length(in);
-	char line[SMTP_TEXT_LINE_MAX + 2];	/* a stuffed dot may make it 1001 */
+	char buf[SMTP_DOT_LINE_BUF];
+	const char *line;
+	size_t len;
 
-	struct evbuffer_ptr lf = evbuffer_search(in, "\n", 1, NULL);
-	if (lf.pos < 0) {
-		/* An endless line: count and drop it, keeping a last byte that may be CR. */
-		if (avail > sizeof line) {
-			/* No LF anywhere, so any CR among the dropped bytes is bare. */
-			if (has_cr(in, avail - 1)) {
-				smtp_reply(s, REPLY_BARE_CR);
-				return 0;
-			}
-			s->data_in_long_line = 1;
-			s->data_bytes += avail - 1;
+	switch (smtp_dot_read(&s->dot, in, buf, &line, &len)) {
+	case SMTP_DOT_MORE:
+		if (len > 0) {		/* part of an endless line, dropped */
+			s->data_bytes += len;
 			if (s->data_error == SMTP_DATA_OK)
 				s->data_error = SMTP_DATA_LINE_TOO_LONG;
-			evbuffer_drain(in, avail - 1);
 		}
 		return 0;
-	}
-
-	size_t len = (size_t)lf.pos + 1;
-	if (s->data_in_long_line || len > sizeof line) {
-		/* The end of an overlong line: still never a bare LF. */
-		char tail[2] = { 0, 0 };
-		if (len >= 2) {
-			struct evbuffer_ptr at;
-			evbuffer_ptr_set(in, &at, len - 2, EVBUFFER_PTR_SET);
-			evbuffer_copyout_from(in, &at, tail, 1);
-		}
-		if (len < 2 || tail[0] != '\r') {
-			smtp_reply(s, REPLY_BARE_LF);
-			return 0;
-		}
-		if (has_cr(in, len - 2)) {
-			smtp_reply(s, REPLY_BARE_CR);
-			return 0;
-		}
+	case SMTP_DOT_LONG_END:
 		s->data_bytes += len;
-		s->data_in_long_line = 0;
 		if (s->data_error == SMTP_DATA_OK)
 			s->data_error = SMTP_DATA_LINE_TOO_LONG;
-		evbuffer_drain(in, len);
 		return 1;
-	}
-
-	evbuffer_remove(in, line, len);
-	if (len < 2 || line[len - 2] != '\r') {
+	case SMTP_DOT_LINE:
+		data_line(s, line, len);
+		return 1;
+	case SMTP_DOT_END:
+		data_end(s);
+		return 1;
+	case SMTP_DOT_BARE_LF:
 		smtp_reply(s, REPLY_BARE_LF);
 		return 0;
-	}
-	if (memchr(line, '\r', len - 2)) {
+	case SMTP_DOT_BARE_CR:
 		smtp_reply(s, REPLY_BARE_CR);
 		return 0;
 	}
-	if (len == 3 && line[0] == '.') {
-		data_end(s);
-		return 1;
-	}
-	if (line[0] == '.')
-		data_line(s, line + 1, len - 1);
-	else
-		data_line(s, line, len);
-	return 1;
+	return 0;
 }

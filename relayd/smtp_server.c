@@ -49,6 +49,7 @@ void smtp_session_enter(struct smtp_session *s, enum smtp_state state)
 	s->state = state;
 }
 
+__attribute__((format(printf, 4, 0)))
 static void vreply(struct smtp_session *s, int code, const char *enh, const char *fmt,
     va_list ap)
 {
@@ -118,7 +119,7 @@ void smtp_session_reset(struct smtp_session *s)
 	s->spool = NULL;
 	s->data_bytes = 0;
 	s->data_error = SMTP_DATA_OK;
-	s->data_in_long_line = 0;
+	s->dot = (struct smtp_dot_reader){ 0 };
 	free(s->accept_line);
 	s->accept_line = NULL;
 	if (s->state != SMTP_CLOSING)

@@ -17,6 +17,7 @@
 #include "auth/auth.h"
 #include "queue/queue.h"
 #include "relayd/server.h"
+#include "relayd/smtp_dot.h"	/* SMTP_TEXT_LINE_MAX */
 
 /* RFC 5321 §4.5.3.1: a command line is 512 octets with CRLF; DSN, SIZE and AUTH
  * parameters raise MAIL and RCPT (RFC 3461 §4 and §5, RFC 1870, RFC 4954). */
@@ -24,7 +25,6 @@
 #define SMTP_MAIL_LINE_MAX  (512 + 26 + 100 + 500 + 10)
 #define SMTP_RCPT_LINE_MAX  (512 + 500)
 #define SMTP_LINE_HARD_MAX  12288	/* RFC 4954 §4 (AUTH); nothing longer is buffered */
-#define SMTP_TEXT_LINE_MAX  1000	/* RFC 5321 §4.5.3.1.6, with CRLF */
 #define SMTP_OUTPUT_MAX     (64 * 1024)	/* stop reading while replies pile up */
 #define SMTP_SHUTDOWN_FLUSH 10		/* seconds to deliver the 421 when stopping */
 #define SMTP_PROXY_TIMEOUT  5		/* seconds for the PROXY header (the spec: at least 3) */
@@ -105,7 +105,7 @@ struct smtp_session {
 	struct queue_spool *spool;
 	uint64_t data_bytes;		/* body bytes received, before the Received: header */
 	enum smtp_data_error data_error;
-	int data_in_long_line;		/* inside a text line already over the limit */
+	struct smtp_dot_reader dot;	/* the framing of the text lines */
 	char *accept_line;		/* the acceptance log line, written once committed */
 	char commit_id[QUEUE_ID_LEN + 1];
 	size_t commit_nrcpts;		/* for the counters, once committed */

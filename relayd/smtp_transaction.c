@@ -20,44 +20,18 @@ struct stuff_ctx {
 	struct evbuffer *out;
 };
 
-/* Copy a chunk with dot-stuffing; bare CR or LF become CRLF (RFC 5321 §2.3.8). */
+/* Copy a chunk with dot-stuffing and CRLF line ends (smtp_dot.c). */
 static int stuff_chunk(void *arg, const void *data, size_t len)
 {
 	struct stuff_ctx *x = arg;
 	struct smtp_client *c = x->c;
-	const unsigned char *p = data;
-	unsigned char *buf = malloc(len * 2 + 4);
-	size_t o = 0;
+	char *buf = malloc(len * 2 + 4);
 
 	c->body_read += len;
 
 	if (!buf)
 		return -1;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char b = p[i];
-		if (c->prev_cr) {
-			c->prev_cr = 0;
-			buf[o++] = '\r';
-			buf[o++] = '\n';
-			c->bol = 1;
-			if (b == '\n')
-				continue;
-		}
-		if (b == '\r') {
-			c->prev_cr = 1;
-			continue;
-		}
-		if (b == '\n') {
-			buf[o++] = '\r';
-			buf[o++] = '\n';
-			c->bol = 1;
-			continue;
-		}
-		if (c->bol && b == '.')
-			buf[o++] = '.';
-		buf[o++] = b;
-		c->bol = 0;
-	}
+	size_t o = smtp_dot_stuff(&c->dot, data, len, buf);
 	int rc = evbuffer_add(x->out, buf, o);
 	free(buf);
 	return rc;
@@ -82,9 +56,9 @@ void tx_pump_body(struct smtp_client *c)
 			return;
 		}
 		if (r == 0) {
-			if (c->prev_cr || !c->bol)
-				evbuffer_add(out, "\r\n", 2);
-			evbuffer_add(out, ".\r\n", 3);
+			char end[5];
+			size_t n = smtp_dot_finish(&c->dot, end);
+			evbuffer_add(out, end, n);
 			c->body_done = 1;
 			c->state = C_DOT;
 			client_set_timeout(c, T_DATA_END(c));
@@ -203,8 +177,7 @@ void tx_begin(struct smtp_client *c)
 	c->mail_failed = 0;
 	c->chunk = 0;
 	c->body_read = 0;
-	c->bol = 1;
-	c->prev_cr = 0;
+	smtp_dot_writer_init(&c->dot);
 	c->body_done = 0;
 	c->state = C_MAIL;
 	client_set_timeout(c, T_COMMAND(c));

@@ -49,7 +49,8 @@ static unsigned char *wire(const void *body, size_t len, size_t *wire_len)
 	struct queue_envelope env = { .size = len };
 	memcpy(env.id, id, sizeof env.id);
 	struct delivery_job job = { .env = &env };
-	struct smtp_client c = { .up = &up, .job = &job, .state = C_BODY, .bol = 1 };
+	struct smtp_client c = { .up = &up, .job = &job, .state = C_BODY,
+	    .dot = { .bol = 1 } };
 	struct evbuffer *got = evbuffer_new();
 
 	/* A bufferevent without a socket: what is written stays in its output (whose
