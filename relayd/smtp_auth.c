@@ -16,6 +16,7 @@
 #include "auth/auth.h"
 #include "relayd/log.h"
 #include "relayd/metrics.h"
+#include "relayd/smtp_parse.h"
 #include "relayd/smtp_session.h"
 
 const char *smtp_auth_offer(struct smtp_session *s)
@@ -250,23 +251,15 @@ void smtp_auth_command(struct smtp_session *s, const char *args)
 		smtp_reply_error(s, REPLY_AUTH_NEED_TLS);
 		return;
 	}
-	size_t n = strcspn(args, " ");
-	if (n == 0) {
-		smtp_reply_error(s, REPLY_AUTH_SYNTAX);
-		return;
-	}
-	if (n >= sizeof mech) {
+	switch (smtp_parse_auth(args, mech, sizeof mech, &initial)) {
+	case SMTP_PARSE_OK:
+		break;
+	case SMTP_PARSE_UNKNOWN_PARAM:
 		smtp_reply_error(s, REPLY_AUTH_NOMECH);
 		return;
-	}
-	memcpy(mech, args, n);
-	mech[n] = '\0';
-	if (args[n] == ' ') {
-		initial = args + n + 1;
-		if (!*initial || strchr(initial, ' ')) {
-			smtp_reply_error(s, REPLY_AUTH_SYNTAX);
-			return;
-		}
+	default:
+		smtp_reply_error(s, REPLY_AUTH_SYNTAX);
+		return;
 	}
 	if (!s->auth) {
 		char local[80], remote[80];
@@ -278,9 +271,6 @@ void smtp_auth_command(struct smtp_session *s, const char *args)
 			return;
 		}
 	}
-	for (char *c = mech; *c; c++)
-		if (*c >= 'a' && *c <= 'z')
-			*c = (char)(*c - 'a' + 'A');
 	memcpy(s->auth_mech, mech, sizeof mech);
 	ask_worker(s, mech, initial);
 }

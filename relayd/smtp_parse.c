@@ -434,3 +434,25 @@ enum smtp_parse_status smtp_parse_rcpt(const char *args, int utf8,
 	out->bad_param[0] = '\0';
 	return SMTP_PARSE_OK;
 }
+
+enum smtp_parse_status smtp_parse_auth(const char *args, char *mech, size_t mechlen,
+    const char **initial)
+{
+	size_t n = strcspn(args, " ");
+
+	*initial = NULL;
+	if (n == 0)
+		return SMTP_PARSE_SYNTAX;
+	if (n >= mechlen)
+		return SMTP_PARSE_UNKNOWN_PARAM;
+	if (args[n] == ' ') {
+		const char *text = args + n + 1;
+		if (!*text || strchr(text, ' '))
+			return SMTP_PARSE_SYNTAX;
+		*initial = text;
+	}
+	for (size_t i = 0; i < n; i++)
+		mech[i] = args[i] >= 'a' && args[i] <= 'z' ? (char)(args[i] - 'a' + 'A') : args[i];
+	mech[n] = '\0';
+	return SMTP_PARSE_OK;
+}

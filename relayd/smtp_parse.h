@@ -66,6 +66,17 @@ enum smtp_parse_status smtp_parse_mail(const char *args, struct smtp_mail_args *
 enum smtp_parse_status smtp_parse_rcpt(const char *args, int utf8,
     struct smtp_rcpt_args *out);
 
+/*
+ * "MECHANISM [initial-response]" of AUTH (RFC 4954 §4): the mechanism,
+ * upper-cased, into mech (mechlen bytes with the NUL); *initial points at the
+ * response in args, or is NULL.  SMTP_PARSE_SYNTAX when there is no
+ * mechanism, an empty response or more than one; SMTP_PARSE_UNKNOWN_PARAM when
+ * the name is too long to be one on offer.  Whether the response is base64 is
+ * for the SASL layer to say.
+ */
+enum smtp_parse_status smtp_parse_auth(const char *args, char *mech, size_t mechlen,
+    const char **initial);
+
 /* 1 when s (len bytes) is well-formed UTF-8. */
 int smtp_utf8_valid(const unsigned char *s, size_t len);
 

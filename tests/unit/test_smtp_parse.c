@@ -1,6 +1,6 @@
 /*
  * test_smtp_parse — the server's command parsers, one table row per rule:
- * verbs, MAIL and RCPT paths, ESMTP parameters, UTF-8.
+ * verbs, MAIL and RCPT paths, ESMTP parameters, AUTH's arguments, UTF-8.
  */
 #include <string.h>
 
@@ -184,6 +184,39 @@ static void test_long_addresses(void)
 	CHECK(smtp_parse_rcpt(args, 0, &r) == SMTP_PARSE_BAD_ADDRESS);
 }
 
+static void test_auth_args(void)
+{
+	static const struct {
+		const char *args;
+		enum smtp_parse_status want;
+		const char *mech, *initial;
+	} rows[] = {
+		{ "PLAIN", SMTP_PARSE_OK, "PLAIN", NULL },
+		{ "plain AGJvYgBzZWNyZXQ=", SMTP_PARSE_OK, "PLAIN", "AGJvYgBzZWNyZXQ=" },
+		{ "cram-md5", SMTP_PARSE_OK, "CRAM-MD5", NULL },
+		{ "PLAIN =", SMTP_PARSE_OK, "PLAIN", "=" },
+		{ "", SMTP_PARSE_SYNTAX, NULL, NULL },
+		{ " PLAIN", SMTP_PARSE_SYNTAX, NULL, NULL },
+		{ "PLAIN ", SMTP_PARSE_SYNTAX, NULL, NULL },
+		{ "PLAIN a b", SMTP_PARSE_SYNTAX, NULL, NULL },
+		{ "PLAIN  a", SMTP_PARSE_SYNTAX, NULL, NULL },
+		{ "A-MECHANISM-NAME-LONGER-THAN-ANY", SMTP_PARSE_UNKNOWN_PARAM, NULL, NULL },
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		char mech[24];
+		const char *initial = "unset";
+		enum smtp_parse_status st = smtp_parse_auth(rows[i].args, mech, sizeof mech,
+		    &initial);
+		CHECK(st == rows[i].want);
+		if (st != rows[i].want)
+			fprintf(stderr, "  row %zu: \"%s\": status %d\n", i, rows[i].args, (int)st);
+		if (st == SMTP_PARSE_OK && rows[i].want == SMTP_PARSE_OK) {
+			CHECK_STR(mech, rows[i].mech);
+			CHECK_STR(initial, rows[i].initial);
+		}
+	}
+}
+
 static void test_utf8(void)
 {
 	static const struct { const char *s; int ok; } rows[] = {
@@ -203,6 +236,7 @@ int main(void)
 	TEST_CASE(test_mail_values);
 	TEST_CASE(test_rcpt);
 	TEST_CASE(test_long_addresses);
+	TEST_CASE(test_auth_args);
 	TEST_CASE(test_utf8);
 	return check_exit();
 }
