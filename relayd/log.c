@@ -75,6 +75,8 @@ void log_close(void)
 	log_fd = 2;
 }
 
+/* The format attribute lets clang check the callers (its -Wformat-nonliteral). */
+__attribute__((format(printf, 2, 0)))
 static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
