@@ -5,9 +5,10 @@ DEB_BUILD_DEPS := build-essential pkg-config libevent-dev libssl-dev libsasl2-de
                   libsasl2-modules libc-ares-dev
 # dnsmasq-base, not dnsmasq: the binary only, no system service taking port 53.
 # chromium: the status page is tested as a browser renders it; cppcheck and
-# clang-tidy: tests/lint; valgrind: tests/valgrind.
+# clang-tidy: tests/lint; valgrind: tests/valgrind; clang, libclang-rt-14-dev:
+# the fuzz targets (libFuzzer's runtime is in the latter).
 DEB_TEST_DEPS  := swaks postfix python3 lmdb-utils sasl2-bin libsasl2-modules python3-aiosmtpd \
-                  dnsmasq-base chromium cppcheck clang-tidy valgrind
+                  dnsmasq-base chromium cppcheck clang-tidy valgrind clang libclang-rt-14-dev
 
 CC      ?= cc
 PREFIX  ?= /usr/local
@@ -33,15 +34,24 @@ CTL_SRC    := $(wildcard relayd/relayctl*.c)
 DAEMON_SRC := $(filter-out relayd/main.c $(CTL_SRC),$(wildcard relayd/*.c))
 LIB_SRC    := $(CONF_SRC) $(QUEUE_SRC) $(AUTH_SRC) $(ROUTES_SRC) $(DAEMON_SRC)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 
 # Two variants: build/ (optimised) and build/asan/ (ASan+UBSan, what `make test` runs).
 B  := build
 BA := build/asan
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
+# A third, build/fuzz/: clang with libFuzzer's coverage hooks, for tests/fuzz/ (tests/README.md).
+BF := build/fuzz
+FUZZ_CC  := clang
+FUZZ_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BF)/%,$(FUZZ_SRC))
+FUZZ_SECONDS ?= 60
+
 obj   = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
-.PHONY: all run test unit integration bench install clean deps test-deps asan unit-plain
+.PHONY: all run test unit integration bench install clean deps test-deps asan unit-plain \
+        fuzz fuzz-build
 all: $(B)/relayd $(B)/relayctl
 
 $(B)/obj/%.o: %.c
@@ -65,6 +75,14 @@ $(BA)/tests/%: $(BA)/obj/tests/unit/%.o $(call obj,$(BA),$(LIB_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) $(HARDEN_LD) -o $@ $^ $(LIBS)
 
+$(BF)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CFLAGS_BASE) -O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) $(PKG_CFLAGS) $(DEPFLAGS) -c $< -o $@
+$(BF)/fuzz_%: $(BF)/obj/tests/fuzz/fuzz_%.o $(call obj,$(BF),$(LIB_SRC))
+	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIBS) $(FUZZ_LDFLAGS)
+# The config target confines the files a config names to its scratch directory.
+$(BF)/fuzz_conf: FUZZ_LDFLAGS := -Wl,--wrap=fopen
+
 asan: $(BA)/relayd $(BA)/relayctl $(patsubst tests/unit/%.c,$(BA)/tests/%,$(UNIT_SRC))
 
 # The unit tests without sanitizers, for valgrind (tests/lint runs them under it).
@@ -78,10 +96,17 @@ run: deps all
 	@mkdir -p var
 	./$(B)/relayd -d -c conf/relayd.local.conf
 
-# `make test`: the test peers, the sanitizer build, every unit and integration test.
-test: deps test-deps asan all unit-plain
+fuzz-build: $(FUZZ_BIN)
+
+# `make test`: the test peers, the sanitizer builds, every unit and integration test, and
+# each fuzz target briefly over its corpus.
+test: deps test-deps asan all unit-plain fuzz-build
 	RELAYD=$(BA)/relayd RELAYCTL=$(BA)/relayctl TESTBIN=$(BA)/tests RELEASE=$(B)/relayd \
-	    PLAIN_TESTBIN=$(B)/tests tests/run
+	    PLAIN_TESTBIN=$(B)/tests FUZZBIN=$(BF) tests/run
+
+# `make fuzz`: each target for FUZZ_SECONDS; new inputs stay in build/fuzz/corpus/.
+fuzz: deps test-deps fuzz-build
+	FUZZBIN=$(BF) tests/fuzz/run fuzz $(FUZZ_SECONDS)
 
 bench: all
 	@echo "the benchmark arrives with the performance work (tests/bench/)"; exit 1
