@@ -29,6 +29,11 @@
 #define AUTH_LOG_MAX 384		/* Cyrus' lines: room left in a detail for more */
 /* RFC 4422 §3.1: mechanism names are 1-20 of A-Z 0-9 - _. */
 #define AUTH_MECH_NAME_MAX 20
+/* A user name a client sends (PLAIN, LOGIN): longer is nobody's; see name_refused(). */
+#define AUTH_NAME_MAX 255
+
+/* Where the client's next message carries the user name, if it does. */
+enum auth_name_in { AUTH_NAME_NONE, AUTH_NAME_PLAIN, AUTH_NAME_LOGIN };
 
 struct auth_server {
 	char *hostname;			/* Cyrus' serverFQDN and user realm */
@@ -49,6 +54,7 @@ struct auth_session {
 	unsigned tls_ssf;
 	int used;			/* conn has run an exchange: the next one gets a fresh conn */
 	int in_progress;		/* a 334 is out, auth_session_step() is next */
+	enum auth_name_in name_in;	/* what the next client message holds */
 	char *user;			/* after AUTH_OK */
 	char *challenge;		/* base64, what follows "334 " */
 	size_t challenge_size;
@@ -539,6 +545,7 @@ const char *auth_session_detail(const struct auth_session *as)
 static void session_reset(struct auth_session *as)
 {
 	as->in_progress = 0;
+	as->name_in = AUTH_NAME_NONE;
 	free(as->user);
 	as->user = NULL;
 	as->log[0] = '\0';
@@ -568,6 +575,46 @@ static int decode_response(struct auth_session *as, const char *text, char *out,
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Cyrus SASL 2.1.28 leaks memory on user names a client can send at will
+ * (found by tests/fuzz/fuzz_sasl).  LOGIN with a user name that Cyrus'
+ * canonicalization refuses loses the copy of the password, and answers
+ * SASL_FAIL (a 454, as if the backend were down): an empty name, and one
+ * that starts with blanks (its "all-whitespace" check measures from the
+ * wrong place, so " b" fails).  A name too long for "@realm" to be added,
+ * LOGIN's or PLAIN's authentication identity, loses the canonicalization
+ * buffer, up to 9 KiB a try.  No account has such a name: 1 when the
+ * decoded message in holds one, which is then a failed login that Cyrus
+ * never sees.  Only the name is looked at; a PLAIN message without its two
+ * NULs is Cyrus' to refuse.
+ */
+static int name_refused(struct auth_session *as, const char *in, unsigned inlen)
+{
+	const char *name = in, *end = in + inlen;
+
+	switch (as->name_in) {
+	case AUTH_NAME_NONE:
+		return 0;
+	case AUTH_NAME_LOGIN:	/* its first answer is the name, its second the password */
+		as->name_in = AUTH_NAME_NONE;
+		break;
+	case AUTH_NAME_PLAIN: {	/* authzid NUL authcid NUL password */
+		const char *nul = memchr(in, '\0', inlen);
+		if (!nul || !(end = memchr(nul + 1, '\0', (size_t)(in + inlen - nul - 1))))
+			return 0;
+		name = nul + 1;
+		break;
+	}
+	}
+	size_t n = (size_t)(end - name);
+	int blank_first = n > 0 && name[0] != '\0' && strchr(" \t\n\v\f\r", name[0]);
+	if (n > 0 && n <= AUTH_NAME_MAX && !blank_first)
+		return 0;
+	snprintf(as->detail, sizeof as->detail, "user name empty, starting with a blank or "
+	    "longer than %d bytes", AUTH_NAME_MAX);
+	return 1;
 }
 
 /* Cyrus' answer in the module's terms (before the backend checks). */
@@ -738,6 +785,13 @@ enum auth_result auth_session_start(struct auth_session *as, const char *mech,
 	/* RFC 4954 §4: "=" is an initial response of zero bytes; NULL is none at all. */
 	if (initial && strcmp(initial, "=") != 0 && decode_response(as, initial, in, &inlen) < 0)
 		return AUTH_MALFORMED;
+	as->name_in = strcasecmp(mech, "PLAIN") == 0 ? AUTH_NAME_PLAIN :
+	    strcasecmp(mech, "LOGIN") == 0 ? AUTH_NAME_LOGIN : AUTH_NAME_NONE;
+	/* LOGIN without an initial response asks for the name first. */
+	if (inlen > 0 && name_refused(as, in, inlen)) {
+		explicit_bzero(in, sizeof in);
+		return AUTH_FAILED;
+	}
 	as->used = 1;
 	r = sasl_server_start(as->conn, mech, initial ? in : NULL, inlen, &out, &outlen);
 	explicit_bzero(in, sizeof in);
@@ -767,6 +821,10 @@ enum auth_result auth_session_step(struct auth_session *as, const char *response
 	}
 	if (decode_response(as, response, in, &inlen) < 0)
 		return AUTH_MALFORMED;
+	if (name_refused(as, in, inlen)) {
+		explicit_bzero(in, sizeof in);
+		return AUTH_FAILED;
+	}
 	r = sasl_server_step(as->conn, in, inlen, &out, &outlen);
 	explicit_bzero(in, sizeof in);
 	return session_result(as, r, out, outlen, challenge);

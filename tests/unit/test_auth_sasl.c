@@ -128,8 +128,9 @@ static void cram_md5_answer(const char *user_password, const char *challenge, ch
 /*
  * One line from a test row to the wire: NULL stays NULL (no initial
  * response), "raw:TEXT" is base64 of TEXT with '^' as NUL, "cram:USER PASS"
- * answers the last challenge, "long:" is 20000 base64 characters, anything
- * else goes as it is ("*", "=", garbage).
+ * answers the last challenge, "long:" is 20000 base64 characters,
+ * "longname:" a user name of 1020 bytes and "longplain:" a PLAIN message
+ * with it (base64), anything else goes as it is ("*", "=", garbage).
  */
 static const char *wire(const char *send, const char *last_challenge, char *out, size_t outlen)
 {
@@ -142,6 +143,20 @@ static const char *wire(const char *send, const char *last_challenge, char *out,
 	else if (strcmp(send, "long:") == 0) {
 		memset(out, 'A', 20000);
 		out[20000] = '\0';
+	} else if (strcmp(send, "longname:") == 0 || strcmp(send, "longplain:") == 0) {
+		char raw[1100];
+		unsigned len = 0, n = 0;
+		int plain = send[4] == 'p';
+		if (plain)
+			raw[n++] = '\0';
+		memset(raw + n, 'a', 1020);
+		n += 1020;
+		if (plain) {
+			memcpy(raw + n, "\0pw", 3);
+			n += 3;
+		}
+		if (sasl_encode64(raw, n, out, (unsigned)outlen, &len) != SASL_OK)
+			out[0] = '\0';
 	} else
 		snprintf(out, outlen, "%s", send);
 	return out;
@@ -430,6 +445,49 @@ static void test_sasldb_exchanges(void)
 	for (size_t i = 0; srv && i < NROWS(sasldb_rows); i++)
 		if (run_exchange(srv, &sasldb_rows[i], NULL) < 0)
 			CHECK(!sasldb_rows[i].name);
+	auth_server_free(srv);
+	conf_free(conf);
+}
+
+/*
+ * User names Cyrus SASL 2.1.28 cannot take without leaking memory (found by
+ * tests/fuzz/fuzz_sasl): LOGIN with an empty user name or one starting with
+ * a blank loses the copy of the password, a user name too long for "@realm"
+ * to be added (LOGIN's or PLAIN's authentication identity) its
+ * canonicalization buffer.  Refused before Cyrus sees them; LeakSanitizer
+ * at exit says whether it did.
+ */
+static const struct exchange leak_rows[] = {
+	{ "login_empty_user", "LOGIN", NULL,
+	  { { NULL, AUTH_CONTINUE, "Username:" }, { "raw:", AUTH_FAILED, NULL } } },
+	{ "login_empty_initial_then_empty_user", "LOGIN", NULL,
+	  { { "=", AUTH_CONTINUE, "Username:" }, { "raw:", AUTH_FAILED, NULL } } },
+	{ "login_user_starting_with_blank", "LOGIN", NULL,
+	  { { NULL, AUTH_CONTINUE, "Username:" }, { "raw:\nb\r", AUTH_FAILED, NULL } } },
+	{ "login_user_starting_with_space", "LOGIN", NULL, { { "raw: b", AUTH_FAILED, NULL } } },
+	{ "plain_authcid_starting_with_space", "PLAIN", NULL,
+	  { { "raw:^ bob^" PW, AUTH_FAILED, NULL } } },
+	{ "login_long_user", "LOGIN", NULL,
+	  { { NULL, AUTH_CONTINUE, "Username:" }, { "longname:", AUTH_FAILED, NULL } } },
+	{ "login_long_user_as_initial", "LOGIN", NULL, { { "longname:", AUTH_FAILED, NULL } } },
+	{ "plain_long_authcid", "PLAIN", NULL, { { "longplain:", AUTH_FAILED, NULL } } },
+	{ "plain_long_authcid_in_step", "PLAIN", NULL,
+	  { { NULL, AUTH_CONTINUE, "" }, { "longplain:", AUTH_FAILED, NULL } } },
+	/* A password may be empty or long: only the name is held to this. */
+	{ "login_empty_password", "LOGIN", NULL,
+	  { { NULL, AUTH_CONTINUE, "Username:" }, { "raw:bob", AUTH_CONTINUE, "Password:" },
+	    { "raw:", AUTH_FAILED, NULL } } },
+};
+
+static void test_names_cyrus_leaks_on(void)
+{
+	struct config *conf;
+	struct auth_server *srv = server_from(SASLDB_CONF, &conf);
+
+	CHECK(srv != NULL);
+	for (size_t i = 0; srv && i < NROWS(leak_rows); i++)
+		if (run_exchange(srv, &leak_rows[i], NULL) < 0)
+			CHECK(!leak_rows[i].name);
 	auth_server_free(srv);
 	conf_free(conf);
 }
@@ -775,6 +833,7 @@ int main(void)
 	TEST_CASE(test_server_once);
 	TEST_CASE(test_session_mechanisms);
 	TEST_CASE(test_sasldb_exchanges);
+	TEST_CASE(test_names_cyrus_leaks_on);
 	TEST_CASE(test_session_reused);
 	TEST_CASE(test_sasldb_deleted);
 	TEST_CASE(test_sasldb_unreadable);
