@@ -418,6 +418,33 @@ void auth_server_free(struct auth_server *srv)
 	free(srv);
 }
 
+/*
+ * Cyrus SASL 2.1.28's sasl_seterror() writes its terminating NUL one byte
+ * past the connection's error buffer when a message fills the buffer exactly
+ * (found by tests/fuzz/fuzz_sasl, confirmed with valgrind): sasldb's "user:
+ * NAME@REALM property: … not found" for an unknown user whose name has the
+ * right length (84 or 90 bytes with PLAIN under the realm relay.test, 81 with
+ * CRAM-MD5) is a one-byte heap overflow that any client can cause before it
+ * has logged in, and auth_session_detail() then read past the buffer too.
+ * The buffer starts at 150 bytes and only ever grows (doubling), so one long
+ * message right after the connection is made grows it past anything a
+ * client's response (at most AUTH_DECODED_MAX bytes) and a realm can fill.
+ */
+#define AUTH_ERROR_FILL (AUTH_DECODED_MAX + 1024)
+
+static void error_buffer_grow(sasl_conn_t *conn)
+{
+	char *fill = malloc(AUTH_ERROR_FILL + 1);
+
+	if (fill) {
+		memset(fill, ' ', AUTH_ERROR_FILL);
+		fill[AUTH_ERROR_FILL] = '\0';
+		sasl_seterror(conn, SASL_NOLOG, "%s", fill);
+		free(fill);
+	}
+	sasl_seterror(conn, SASL_NOLOG, "%s", "");
+}
+
 /* A fresh Cyrus connection: no state from an earlier exchange can leak into this one. */
 static int session_connect(struct auth_session *as)
 {
@@ -443,6 +470,7 @@ static int session_connect(struct auth_session *as)
 		as->conn = NULL;
 		return r;
 	}
+	error_buffer_grow(as->conn);
 	if ((r = sasl_setprop(as->conn, SASL_SSF_EXTERNAL, &ssf)) != SASL_OK ||
 	    (r = sasl_setprop(as->conn, SASL_SEC_PROPS, &props)) != SASL_OK) {
 		sasl_dispose(&as->conn);
