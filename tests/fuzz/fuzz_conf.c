@@ -62,10 +62,22 @@ static const struct { const char *name, *text; } files[] = {
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+	static const char probe[] = "allow 127.0.0.1\nroutes_file /etc/passwd\n";
+	char err[512];
+
 	(void)argc, (void)argv;
 	dir = fuzz_scratch("relayd-fuzz-conf");
 	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
 		write_file(files[i].name, files[i].text, strlen(files[i].text));
+	/* The confinement works only if conf/ calls fopen itself (not fopen64, say). */
+	confined = 1;
+	struct config *conf = conf_parse("probe", probe, err, sizeof err);
+	confined = 0;
+	if (conf || !strstr(err, strerror(EACCES))) {
+		fprintf(stderr, "fuzz_conf: the fopen wrapper is not in place (%s)\n",
+		    conf ? "/etc/passwd was read" : err);
+		exit(1);
+	}
 	return 0;
 }
 
