@@ -67,6 +67,11 @@ $(B)/relayd: $(call obj,$(B),relayd/main.c $(LIB_SRC))
 $(B)/relayctl: $(call obj,$(B),$(CTL_SRC) $(LIB_SRC))
 	$(CC) $(CFLAGS) $(HARDEN_LD) -o $@ $^ $(LIBS)
 
+# The benchmark's queue builder: the queue/ module alone, optimised like build/relayd.
+$(B)/bench/queue_fill: $(call obj,$(B),tests/bench/queue_fill.c $(QUEUE_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(HARDEN_LD) -o $@ $^ $(LIBS)
+
 $(BA)/relayd: $(call obj,$(BA),relayd/main.c $(LIB_SRC))
 	$(CC) $(SAN) $(HARDEN_LD) -o $@ $^ $(LIBS)
 $(BA)/relayctl: $(call obj,$(BA),$(CTL_SRC) $(LIB_SRC))
