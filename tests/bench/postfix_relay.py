@@ -195,6 +195,12 @@ class Postfix:
     def pss_kb(self):
         return sum(procs.pss_kb(p) for p in self.pids())
 
+    def counters(self):
+        return {}
+
+    def notes(self, before, n):
+        return {}
+
     def queue_count(self):
         """Queue files not yet delivered (incoming, active, deferred, hold, maildrop)."""
         n = 0

@@ -105,9 +105,16 @@ class Relayd:
         """Messages in the queue."""
         return int(self.metrics()["relayd_queue_messages"])
 
-    def transactions(self):
-        """Queue write transactions (each one fsync) since the start."""
-        return int(self.metrics()["relayd_queue_transactions_total"])
+    def counters(self):
+        """What notes() needs from before a run."""
+        return {"transactions": int(self.metrics()["relayd_queue_transactions_total"])}
+
+    def notes(self, before, n):
+        """How a run of n messages went inside: queue writes (each message is written
+        twice, accepted and then sent) per transaction, i.e. per fsync; and how much of
+        its RSS is the queue's map (file-backed pages, which the kernel can reclaim)."""
+        tx = int(self.metrics()["relayd_queue_transactions_total"]) - before["transactions"]
+        return {"writes_per_fsync": 2 * n / max(1, tx), "rss_file_kb": self.rss_file_kb()}
 
     def relayctl(self, relayctl, *args, timeout=120):
         return subprocess.run([relayctl, "-c", self.conf] + list(args), capture_output=True,
