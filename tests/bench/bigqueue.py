@@ -28,14 +28,17 @@ import time
 import procs
 from relayd_relay import Relayd
 
-PICKS = 5
+PICKS = 20           # new messages, one after the other (the median is reported)
+FLUSHES = 5          # relayctl flush of messages spread over the queue
 
 
-def fill(queue_fill, queue_dir, messages, rcpts, body, log):
+def fill(queue_fill, queue_dir, messages, rcpts, body, log, max_seconds):
+    """The queue; on a disk too slow for all of it in max_seconds, what it got by then."""
     t0 = time.monotonic()
     with open(log, "ab") as err:
-        r = subprocess.run([queue_fill, queue_dir, str(messages), str(rcpts), str(body)],
-                           stdout=subprocess.PIPE, stderr=err, timeout=1900)
+        r = subprocess.run([queue_fill, queue_dir, str(messages), str(rcpts), str(body),
+                            str(max_seconds)], stdout=subprocess.PIPE, stderr=err,
+                           timeout=max_seconds + 600)
     out = r.stdout.decode()
     if r.returncode != 0:
         raise RuntimeError("queue_fill failed (%d): %s" % (r.returncode, out[-500:]))
@@ -45,7 +48,8 @@ def fill(queue_fill, queue_dir, messages, rcpts, body, log):
     size = os.path.getsize(os.path.join(queue_dir, "data.mdb"))
     return {"messages": int(res["messages"]), "recipients": int(res["recipients"]),
             "fill_seconds": time.monotonic() - t0, "transactions": int(res["transactions"]),
-            "data_mdb_bytes": size}, samples
+            "data_mdb_bytes": size, "asked": messages * rcpts,
+            "stopped": res.get("stopped") == "1"}, samples
 
 
 def send_one(port):
@@ -88,7 +92,7 @@ def picks(r, sink, relayctl, samples):
         t = send_one(r.port)
         new.append(at_sink(sink, base) - t)
         time.sleep(0.2)
-    for qid in samples[:PICKS]:
+    for qid in samples[:FLUSHES]:
         base = sink.count()
         t = time.monotonic()
         out = r.relayctl(relayctl, "flush", qid)
@@ -120,7 +124,7 @@ def measure_one(binary, relayctl, dir, port, sink, samples, idle_seconds):
 
 
 def run(binary, relayctl, queue_fill, workdir, port, sink, messages, rcpts, body,
-        progress, idle_seconds=5):
+        progress, idle_seconds=5, fill_seconds=600):
     out = {}
     empty_dir = os.path.join(workdir, "empty")
     out["empty"] = measure_one(binary, relayctl, empty_dir, port, sink, [], idle_seconds)
@@ -132,7 +136,8 @@ def run(binary, relayctl, queue_fill, workdir, port, sink, messages, rcpts, body
     os.makedirs(big_dir)
     try:
         out["fill"], samples = fill(queue_fill, os.path.join(big_dir, "queue"), messages,
-                                    rcpts, body, os.path.join(workdir, "queue_fill.log"))
+                                    rcpts, body, os.path.join(workdir, "queue_fill.log"),
+                                    fill_seconds)
         progress("queue of %d recipients built in %.0f s (%d transactions, %.0f MB)" % (
             out["fill"]["recipients"], out["fill"]["fill_seconds"],
             out["fill"]["transactions"], out["fill"]["data_mdb_bytes"] / 1e6))

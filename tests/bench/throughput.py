@@ -24,9 +24,10 @@ FROM = "bench@example.com"
 TO = "rcpt@example.org"
 ROW_TIMEOUT = 240           # seconds one run may take before it is stopped and marked
 DRAIN_TIMEOUT = 240         # seconds a relay may take to empty its queue after a run
+RUN_SECONDS = 6             # what a run of the slower relay should take (--quick: 2)
 
-# Messages per run: a few seconds of work for the slower relay on a small machine, the
-# same N for everyone in one configuration.
+# Messages per run, at most: the same N for everyone in one configuration, fewer when the
+# warm-up shows the slower relay would take longer than RUN_SECONDS (a slow disk).
 COUNTS = {  # (size, sessions): (new connection per message, sessions reused)
     (1024, 1): (1000, 1500),
     (1024, 20): (3000, 5000),
@@ -135,22 +136,37 @@ def drain(relay):
 def fresh(relays, size, sessions, reuse, n, sink, logdir):
     """Restart both relays, so that no configuration inherits the processes, memory or
     cached connections of the one before, and warm them up with a short run of the
-    same configuration (Postfix's processes started, relayd's buffers allocated)."""
+    same configuration (Postfix's processes started, relayd's buffers allocated).
+    Returns the slower one's end-to-end rate in the warm-up (None if unknown)."""
     for relay in relays:
         relay.stop()
+    rates = []
     for relay in relays:
         relay.start()
-        measure(sink, relay.port, relay, size, sessions, reuse, max(sessions, n // 10),
-                logdir)
+        w = measure(sink, relay.port, relay, size, sessions, reuse, max(sessions, n // 10),
+                    logdir)
+        rates.append(w.get("e2e"))
+    return min(rates) if all(rates) else None
+
+
+def count(most, rate, sessions, seconds):
+    """N for a run: at most `most`, about `seconds` of the slower relay's warm-up
+    rate, and at least five messages per session (and 200) so that ramping up and
+    down does not dominate."""
+    least = max(200, 5 * sessions)
+    if not rate:
+        return most
+    return max(least, min(most, int(rate * seconds / 100 + 1) * 100))
 
 
 def run(sink, relayd, postfix, quick, logdir, progress):
     """Every configuration, A/B alternating; returns a list of row dicts."""
     rows = []
-    for i, (size, sessions, reuse, n) in enumerate(plan(quick)):
+    for i, (size, sessions, reuse, most) in enumerate(plan(quick)):
+        rate = fresh((relayd, postfix), size, sessions, reuse, most, sink, logdir)
+        n = count(most, rate, sessions, 2 if quick else RUN_SECONDS)
         row = {"size": size, "sessions": sessions, "reuse": reuse, "n": n,
                "label": label(size, sessions, reuse)}
-        fresh((relayd, postfix), size, sessions, reuse, n, sink, logdir)
         row["ceiling"] = measure(sink, sink.port, None, size, sessions, reuse, n, logdir)
         order = (relayd, postfix) if i % 2 == 0 else (postfix, relayd)
         for relay in order:
