@@ -51,7 +51,7 @@ class Relayd:
         self.proc = procs.spawn([self.binary, "-d", "-c", self.conf], log=self.stderr,
                                 preexec_fn=procs.raise_nofile(self.nofile) if self.nofile
                                 else None)
-        procs.wait_until(self._greets, timeout, step=0.005, what="relayd's 220 greeting")
+        procs.wait_until(self._greets, timeout, step=0.001, what="relayd's 220 greeting")
         return time.monotonic() - t0
 
     def _greets(self):
