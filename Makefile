@@ -116,10 +116,11 @@ fuzz: deps test-deps fuzz-build
 	FUZZBIN=$(BF) tests/fuzz/run fuzz $(FUZZ_SECONDS)
 
 # `make bench`: the optimised build against a stock Postfix relay, as root, about 10 minutes;
-# prints one table and writes tests/bench/RESULTS.md.  QUICK=1: fewer, shorter rows (development).
+# prints one table and writes tests/bench/RESULTS.md.  QUICK=1: fewer, shorter rows (development);
+# BENCH_FLAGS: more options of tests/bench/run.py (--repeat 3, --only queue, …; see its --help).
 # Not a test: `make test` times nothing.
 bench: deps bench-deps all $(B)/bench/queue_fill
-	/usr/bin/python3 tests/bench/run.py $(if $(QUICK),--quick)
+	/usr/bin/python3 tests/bench/run.py $(if $(QUICK),--quick) $(BENCH_FLAGS)
 
 deps:
 	@missing=""; for p in $(DEB_BUILD_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -132,8 +132,8 @@ def details(results):
                 bit += ", %.1f MB of its RSS file-backed at the end (the queue's map)" % (
                     r["rss_file_kb"] / 1024)
             bits.append(bit)
-        out.append("- %s: N=%d, order %s; %s" % (row["label"], row["n"],
-                                                  " then ".join(row["order"]),
+        order = ", ".join(" then ".join(o) for o in row["order"])
+        out.append("- %s: N=%d, order %s; %s" % (row["label"], row["n"], order,
                                                   "; ".join(bits)))
     for name in ("throughput", "latency", "idle", "queue"):
         v = results.get(name)
@@ -215,9 +215,11 @@ def markdown(results, machine, quick):
     return "\n".join([
         "# relayd benchmark: relayd and Postfix as a relay, in the same run",
         "",
-        "Written by `make bench%s` (tests/bench/run.py) on %s, in %.0f minutes. Only the "
+        "Written by `make bench%s` (tests/bench/run.py) on %s, in %.0f minutes%s. Only the "
         "ratios of one run mean something: the machine may be shared and noisy."
-        % (" QUICK=1" if quick else "", when, results["seconds"] / 60),
+        % (" QUICK=1" if quick else "", when, results["seconds"] / 60,
+           "; each relay ran %d times per throughput row, medians shown" % results["repeat"]
+           if results.get("repeat", 1) > 1 else ""),
         "",
         "## Machine",
         "",

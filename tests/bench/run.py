@@ -65,6 +65,9 @@ def arguments():
     p.add_argument("--out", help="the results file (default tests/bench/RESULTS.md, "
                                  "build/bench/RESULTS-quick.md with --quick)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="runs of each relay per throughput row, alternating, medians "
+                        "reported (default 1; 3 on a noisy machine, three times as long)")
     p.add_argument("--idle", type=int, help="idle sessions (default 10000)")
     p.add_argument("--queue", type=int, help="deferred recipients (default 1000000)")
     a = p.parse_args()
@@ -132,7 +135,7 @@ def relays_section(a, results, work, sink, binaries):
                     row["label"], report._num(r.get("e2e")), report._num(p.get("e2e")),
                     report._num(c.get("e2e"))))
             section(results, "throughput", lambda: throughput.run(
-                sink, relayd, postfix, a.quick, work, row_done))
+                sink, relayd, postfix, a.quick, work, row_done, a.repeat))
         if "latency" in a.only:
             section(results, "latency", lambda: latency_rows(a, sink, relayd, postfix, work))
     finally:
@@ -166,7 +169,7 @@ def main():
     binaries = {k: os.path.join(ROOT, v) for k, v in (
         ("relayd", "build/relayd"), ("relayctl", "build/relayctl"),
         ("queue_fill", "build/bench/queue_fill"))}
-    results = {"started": time.time(), "quick": a.quick}
+    results = {"started": time.time(), "quick": a.quick, "repeat": a.repeat}
     t0 = time.monotonic()
     try:
         work = workdir(a.dir, a.keep)

@@ -16,6 +16,7 @@ One run of one relay measures:
            split among their users), sampled every second and at the end
 """
 import os
+import statistics
 import time
 
 import procs
@@ -159,23 +160,44 @@ def count(most, rate, sessions, seconds):
     return max(least, min(most, int(rate * seconds / 100 + 1) * 100))
 
 
-def run(sink, relayd, postfix, quick, logdir, progress):
-    """Every configuration, A/B alternating; returns a list of row dicts."""
+def run(sink, relayd, postfix, quick, logdir, progress, repeat=1):
+    """Every configuration; each relay runs `repeat` times, the order alternating from
+    one run to the next (A/B, B/A, …), and its row holds the medians. Returns a list
+    of row dicts."""
     rows = []
     for i, (size, sessions, reuse, most) in enumerate(plan(quick)):
         rate = fresh((relayd, postfix), size, sessions, reuse, most, sink, logdir)
         n = count(most, rate, sessions, 2 if quick else RUN_SECONDS)
         row = {"size": size, "sessions": sessions, "reuse": reuse, "n": n,
-               "label": label(size, sessions, reuse)}
+               "label": label(size, sessions, reuse), "order": []}
         row["ceiling"] = measure(sink, sink.port, None, size, sessions, reuse, n, logdir)
-        order = (relayd, postfix) if i % 2 == 0 else (postfix, relayd)
-        for relay in order:
-            row[relay.name] = measure(sink, relay.port, relay, size, sessions, reuse, n,
-                                      logdir)
-        row["order"] = [x.name for x in order]
+        runs = {relayd.name: [], postfix.name: []}
+        for k in range(repeat):
+            order = (relayd, postfix) if (i + k) % 2 == 0 else (postfix, relayd)
+            for relay in order:
+                runs[relay.name].append(measure(sink, relay.port, relay, size, sessions,
+                                                reuse, n, logdir))
+            row["order"].append([x.name for x in order])
+        for name, results in runs.items():
+            row[name] = medians(results)
         rows.append(row)
         progress(row)
     return rows
+
+
+def medians(results):
+    """One result from several runs: the median of each number over the runs that
+    completed; a failed run is named in "error"."""
+    ok = [r for r in results if "error" not in r]
+    if not ok:
+        return results[0]
+    out = {k: statistics.median(r[k] for r in ok if k in r)
+           for k in ok[0] if isinstance(ok[0][k], (int, float))}
+    out["runs"] = len(ok)
+    failed = [r["error"] for r in results if "error" in r]
+    if failed:
+        out["error"] = "%d of %d runs failed: %s" % (len(failed), len(results), failed[0])
+    return out
 
 
 def _tail(path, n=600):
