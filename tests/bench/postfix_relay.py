@@ -164,10 +164,23 @@ class Postfix:
             return False
 
     def pids(self):
-        """The master and its children (smtpd, cleanup, qmgr, smtp, trivial-rewrite, …)."""
+        """The master and its children (smtpd, cleanup, qmgr, smtp, trivial-rewrite, …):
+        from /proc/PID/task/*/children, or, on a kernel without it, every process whose
+        environment names this instance's config directory (Postfix passes it on)."""
         if not self.master or not procs.alive(self.master):
             return []
-        return [self.master] + procs.children(self.master)
+        kids = procs.children(self.master)
+        if not kids:            # a running master always has qmgr and pickup
+            mark = ("MAIL_CONFIG=%s" % self.conf).encode()
+            for p in os.listdir("/proc"):
+                try:
+                    with open("/proc/%s/environ" % p, "rb") as f:
+                        if p.isdigit() and int(p) != self.master and \
+                                mark in f.read().split(b"\0"):
+                            kids.append(int(p))
+                except (OSError, ValueError):
+                    pass
+        return [self.master] + kids
 
     def cpu(self):
         """Every process's own time, plus the master's reaped children: a process that
