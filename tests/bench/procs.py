@@ -64,15 +64,22 @@ def cancel_cleanup(fn):
 
 
 def cleanup_all():
-    """Run every cleanup step (newest first), then stop whatever is still running."""
+    """Run every cleanup step (newest first), then stop whatever is still running.
+    A second Ctrl-C or SIGTERM meanwhile must not cut it short: they are ignored
+    until it is done, and a step that fails does not keep the others from running."""
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
     while _cleanups:
         fn = _cleanups.pop()
         try:
             fn()
-        except Exception as e:            # one failed step must not keep the others from running
+        except BaseException as e:
             print("bench: cleanup %s: %s" % (getattr(fn, "__name__", fn), e), flush=True)
     for p in reversed(_procs):
-        stop(p, timeout=10)
+        try:
+            stop(p, timeout=10)
+        except BaseException as e:
+            print("bench: stopping pid %d: %s" % (p.pid, e), flush=True)
 
 
 def install_signal_handlers():
