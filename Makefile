@@ -9,8 +9,9 @@ DEB_BUILD_DEPS := build-essential pkg-config libevent-dev libssl-dev libsasl2-de
 # the fuzz targets (libFuzzer's runtime is in the latter).
 DEB_TEST_DEPS  := swaks postfix python3 lmdb-utils sasl2-bin libsasl2-modules python3-aiosmtpd \
                   dnsmasq-base chromium cppcheck clang-tidy valgrind clang libclang-rt-14-dev
-# `make bench`: Postfix (the relay to compare with, and smtp-source / smtp-sink) and Python.
-DEB_BENCH_DEPS := postfix python3
+# `make bench`: Postfix (the relay to compare with, and smtp-source / smtp-sink), Python, and
+# mdb_stat (the size of relayd's queue, read without asking relayd).
+DEB_BENCH_DEPS := postfix python3 lmdb-utils
 
 CC      ?= cc
 PREFIX  ?= /usr/local

@@ -9,7 +9,6 @@ import re
 import socket
 import subprocess
 import time
-import urllib.request
 
 import procs
 
@@ -26,7 +25,6 @@ class Relayd:
         self.conf = os.path.join(dir, "relayd.conf")
         self.log = os.path.join(dir, "relayd.log")
         self.stderr = os.path.join(dir, "stderr")
-        self.http_port = None
         self.peak_pss = 0
         self.nofile = nofile
         lines = ["hostname relay.bench", "queue " + self.queue, "log " + self.log,
@@ -37,13 +35,6 @@ class Relayd:
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n" + extra)
         self.proc = None
-
-    def with_metrics(self, http_port):
-        """Serve /metrics on a loopback port: the queue's size, read without a walk."""
-        self.http_port = http_port
-        with open(self.conf, "a") as f:
-            f.write("http 127.0.0.1:%d\n" % http_port)
-        return self
 
     def start(self, timeout=120):
         """Start it; returns the seconds from exec to its first 220 greeting."""
@@ -93,28 +84,33 @@ class Relayd:
         """The file-backed part of its RSS: mostly the queue's pages, mapped by LMDB."""
         return procs.status_kb(self.proc.pid, "RssFile")
 
-    def metrics(self):
-        """The unlabelled series of /metrics (needs with_metrics), by name."""
-        url = "http://127.0.0.1:%d/metrics" % self.http_port
-        with urllib.request.urlopen(url, timeout=10) as r:
-            text = r.read().decode()
-        return {m.group(1): float(m.group(2))
-                for m in re.finditer(r"^([a-z_]+) ([-+0-9.eE]+)$", text, re.M)}
-
     def queue_count(self):
-        """Messages in the queue."""
-        return int(self.metrics()["relayd_queue_messages"])
+        """Messages in the queue, from the LMDB environment's own statistics (mdb_stat,
+        read-only). Not from relayd's /metrics: an HTTP request to relayd just before
+        an SMTP session can make that session lose its input (see RESULTS.md), and
+        the benchmark must not measure that."""
+        r = subprocess.run(["mdb_stat", "-s", "msg", self.queue], capture_output=True,
+                           timeout=30)
+        m = re.search(rb"Entries: (\d+)", r.stdout)
+        if r.returncode != 0 or not m:
+            raise RuntimeError("mdb_stat %s: %s" % (self.queue, r.stderr.decode()[-300:]))
+        return int(m.group(1))
 
     def counters(self):
-        """What notes() needs from before a run."""
-        return {"transactions": int(self.metrics()["relayd_queue_transactions_total"])}
+        return {}
 
     def notes(self, before, n):
-        """How a run of n messages went inside: queue writes (each message is written
-        twice, accepted and then sent) per transaction, i.e. per fsync; and how much of
-        its RSS is the queue's map (file-backed pages, which the kernel can reclaim)."""
-        tx = int(self.metrics()["relayd_queue_transactions_total"]) - before["transactions"]
-        return {"writes_per_fsync": 2 * n / max(1, tx), "rss_file_kb": self.rss_file_kb()}
+        """How much of its RSS is the queue's map (file-backed pages, which the kernel
+        can reclaim)."""
+        return {"rss_file_kb": self.rss_file_kb()}
+
+    def commit_stats(self):
+        """(messages, transactions) from the line relayd logs when it stops; None before.
+        Each message is written twice, accepted and sent: 2 * messages / transactions
+        is how many queue writes shared one transaction, i.e. one fsync."""
+        m = re.findall(r"queue: (\d+) messages committed in (\d+) transactions", tail(
+            self.log, 4000))
+        return tuple(int(x) for x in m[-1]) if m else None
 
     def relayctl(self, relayctl, *args, timeout=120):
         return subprocess.run([relayctl, "-c", self.conf] + list(args), capture_output=True,

@@ -127,7 +127,8 @@ def details(results):
             r = row[who]
             bit = "%s %s" % (who, "error: " + r["error"] if "error" in r else "ok")
             if "writes_per_fsync" in r:
-                bit += ", %.1f queue writes per fsync" % r["writes_per_fsync"]
+                bit += ", %.1f queue writes per fsync (warm-up included)" % (
+                    r["writes_per_fsync"])
             if "rss_file_kb" in r:
                 bit += ", %.1f MB of its RSS file-backed at the end (the queue's map)" % (
                     r["rss_file_kb"] / 1024)

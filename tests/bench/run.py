@@ -88,7 +88,7 @@ def preflight():
     need = [os.path.join(ROOT, p) for p in ("build/relayd", "build/relayctl",
                                             "build/bench/queue_fill")]
     missing = [p for p in need if not os.access(p, os.X_OK)]
-    missing += [t for t in ("smtp-source", "smtp-sink", "postfix", "postconf")
+    missing += [t for t in ("smtp-source", "smtp-sink", "postfix", "postconf", "mdb_stat")
                 if not shutil.which(t)]
     if missing:
         sys.exit("bench: missing %s (run `make bench`, which builds and installs them)"
@@ -124,7 +124,7 @@ def section(results, name, fn):
 def relays_section(a, results, work, sink, binaries):
     """throughput and latency: relayd and Postfix side by side, the same sink."""
     relayd = Relayd(binaries["relayd"], os.path.join(work, "relayd"), free_port(),
-                    sink_port=sink.port).with_metrics(free_port())
+                    sink_port=sink.port)
     procs.on_cleanup(relayd.stop)
     postfix = Postfix(os.path.join(work, "postfix"), free_port(), sink.port)
     try:            # each configuration starts them afresh (throughput.fresh)
