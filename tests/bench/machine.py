@@ -93,7 +93,9 @@ def git_revision(root):
     rev = _run("git", "-C", root, "rev-parse", "--short=12", "HEAD")
     if not rev:
         return "unknown (not a git checkout)"
-    dirty = _run("git", "-C", root, "status", "--porcelain", "--untracked-files=no")
+    # The results file itself does not make the tree dirty: make bench rewrites it.
+    dirty = _run("git", "-C", root, "status", "--porcelain", "--untracked-files=no", "--",
+                 ".", ":!tests/bench/RESULTS.md")
     subject = _run("git", "-C", root, "log", "-1", "--format=%s")
     return "%s%s (%s)" % (rev, " with local changes" if dirty else "", subject)
 
