@@ -70,14 +70,6 @@ void upstream_slot_free(struct upstream *up)
 
 /* ---- scheduling ---------------------------------------------------------- */
 
-static int is_active(const struct delivery *d, const char *id)
-{
-	for (const struct delivery_msg *m = d->active; m; m = m->next)
-		if (strcmp(m->id, id) == 0)
-			return 1;
-	return 0;
-}
-
 struct due_list {
 	struct delivery *d;
 	char ids[SCAN_MAX][QUEUE_ID_LEN + 1];
@@ -88,7 +80,7 @@ struct due_list {
 static int collect(void *arg, const char *id, int64_t due)
 {
 	struct due_list *l = arg;
-	if (is_active(l->d, id))
+	if (active_has(l->d, id))
 		return 0;
 	memcpy(l->ids[l->n], id, QUEUE_ID_LEN + 1);
 	l->due[l->n] = due;
@@ -201,9 +193,7 @@ static int start_message(struct delivery *d, const char *id, int64_t due)
 			jr->text = strdup("no route in relayd.conf: mail waits in the queue");
 		}
 	}
-	m->next = d->active;
-	d->active = m;
-	d->nactive++;
+	active_add(d, m);
 	/* The jobs, plus one for this loop: none can finish the message while it runs. */
 	m->jobs_left = m->njobs + 1;
 	size_t n = m->njobs;
@@ -407,7 +397,7 @@ void delivery_free(struct delivery *d)
 	d->stopping = 1;	/* freed connections must not open others */
 	struct delivery_msg *m;
 	while ((m = d->active)) {
-		d->active = m->next;
+		active_del(d, m);
 		msg_free(m);
 	}
 	upstreams_free(d->upstreams, d->nupstreams);

@@ -21,6 +21,8 @@ struct smtp_client;
 struct delivery_msg;
 struct mx_resolver;
 
+#define DELIVERY_ACTIVE_BUCKETS 1024	/* of the hash of messages in flight (about 1,000) */
+
 /*
  * One configured upstream at run time.  `direct` is a parent: each
  * destination domain gets a child upstream of its own (made on first use,
@@ -107,6 +109,8 @@ struct delivery {
 	struct event *gc;		/* frees unused retired sets, from the loop */
 	struct delivery_msg *active;	/* messages in flight */
 	size_t nactive;
+	/* The same by id: the scheduler asks for each due entry whether it is in flight. */
+	struct delivery_msg *active_by_id[DELIVERY_ACTIVE_BUCKETS];
 	struct event *timer;		/* the next due time, or a kick; the stop deadline */
 	struct event *quota_timer;	/* writes changed quota counters, once a second */
 	struct event *notice_timer;	/* notify resource: the queue and its disk */

@@ -22,8 +22,14 @@ struct delivery_msg {
 	struct queue_spool *copy_spool;	/* committed after its results */
 	char **lines;			/* its log lines, written once its results are */
 	size_t nlines;
-	struct delivery_msg *next;
+	struct delivery_msg *next, **pprev;	/* d->active, in start order */
+	struct delivery_msg *hnext;		/* its bucket of d->active_by_id */
 };
+
+/* delivery_active.c: the messages in flight, listed and hashed by id. */
+void active_add(struct delivery *d, struct delivery_msg *m);
+void active_del(struct delivery *d, struct delivery_msg *m);
+int active_has(const struct delivery *d, const char *id);
 
 /* delivery_result.c */
 /* A log line about m, held until m's results are in the queue. */

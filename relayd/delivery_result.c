@@ -72,16 +72,6 @@ void msg_free(struct delivery_msg *m)
 	free(m);
 }
 
-static void msg_unlink(struct delivery *d, struct delivery_msg *m)
-{
-	for (struct delivery_msg **p = &d->active; *p; p = &(*p)->next)
-		if (*p == m) {
-			*p = m->next;
-			d->nactive--;
-			return;
-		}
-}
-
 /* retry_min * 2^(attempts-1), at most retry_max, ±10 %. */
 static int64_t backoff(const struct config *conf, uint32_t attempts)
 {
@@ -157,7 +147,7 @@ void log_attempt(struct delivery_msg *m, const struct delivery_job *job,
 /* When stopping, the last message out of flight says so. */
 void msg_done(struct delivery *d, struct delivery_msg *m)
 {
-	msg_unlink(d, m);
+	active_del(d, m);
 	msg_free(m);
 	if (!d->stopping)
 		delivery_kick(d);
