@@ -81,34 +81,58 @@ void smtp_dot_writer_init(struct smtp_dot_writer *w)
 	w->prev_cr = 0;
 }
 
+/* The first c at or after p (end if none), remembered in *at until p passes it. */
+static const unsigned char *next_of(const unsigned char **at, const unsigned char *p,
+    const unsigned char *end, int c)
+{
+	if (!*at || *at < p) {
+		*at = memchr(p, c, (size_t)(end - p));
+		if (!*at)
+			*at = end;
+	}
+	return *at;
+}
+
+/*
+ * Byte by byte only at line ends and dots; the text between goes with memcpy.
+ * The next CR and LF are each searched for once (a text of bare LFs must not
+ * make every line search the rest of the chunk for a CR).
+ */
 size_t smtp_dot_stuff(struct smtp_dot_writer *w, const void *in, size_t len, char *out)
 {
-	const unsigned char *p = in;
+	const unsigned char *p = in, *end = p + len, *cr = NULL, *lf = NULL;
 	size_t o = 0;
 
-	for (size_t i = 0; i < len; i++) {
-		unsigned char b = p[i];
+	while (p < end) {
 		if (w->prev_cr) {
 			w->prev_cr = 0;
 			out[o++] = '\r';
 			out[o++] = '\n';
 			w->bol = 1;
-			if (b == '\n')
+			if (*p == '\n') {
+				p++;
 				continue;
+			}
 		}
-		if (b == '\r') {
+		if (*p == '\r') {
 			w->prev_cr = 1;
+			p++;
 			continue;
 		}
-		if (b == '\n') {
+		if (*p == '\n') {
 			out[o++] = '\r';
 			out[o++] = '\n';
 			w->bol = 1;
+			p++;
 			continue;
 		}
-		if (w->bol && b == '.')
+		if (w->bol && *p == '.')
 			out[o++] = '.';
-		out[o++] = (char)b;
+		const unsigned char *c = next_of(&cr, p, end, '\r'), *l = next_of(&lf, p, end, '\n');
+		const unsigned char *stop = c < l ? c : l;
+		memcpy(out + o, p, (size_t)(stop - p));
+		o += (size_t)(stop - p);
+		p = stop;
 		w->bol = 0;
 	}
 	return o;

@@ -20,21 +20,31 @@ struct stuff_ctx {
 	struct evbuffer *out;
 };
 
-/* Copy a chunk with dot-stuffing and CRLF line ends (smtp_dot.c). */
+/*
+ * A chunk with dot-stuffing and CRLF line ends (smtp_dot.c), stuffed straight into the output buffer's own memory, a piece at a time: a
+ * buffer of twice the chunk (512 KB) per call went to mmap and back each time
+ * and cost a fifth of relayd's time with 100 KB messages.
+ */
+#define STUFF_PIECE (16 * 1024)
 static int stuff_chunk(void *arg, const void *data, size_t len)
 {
 	struct stuff_ctx *x = arg;
 	struct smtp_client *c = x->c;
-	char *buf = malloc(len * 2 + 4);
+	const char *p = data;
 
 	c->body_read += len;
-
-	if (!buf)
-		return -1;
-	size_t o = smtp_dot_stuff(&c->dot, data, len, buf);
-	int rc = evbuffer_add(x->out, buf, o);
-	free(buf);
-	return rc;
+	while (len > 0) {
+		size_t n = len < STUFF_PIECE ? len : STUFF_PIECE;
+		struct evbuffer_iovec v;
+		if (evbuffer_reserve_space(x->out, (ev_ssize_t)(2 * n + 2), &v, 1) < 1)
+			return -1;
+		v.iov_len = smtp_dot_stuff(&c->dot, p, n, v.iov_base);
+		if (evbuffer_commit_space(x->out, &v, 1) < 0)
+			return -1;
+		p += n;
+		len -= n;
+	}
+	return 0;
 }
 
 /* Fill the output up to BODY_HIGH; after the last chunk, the terminating dot. */

@@ -5,7 +5,8 @@
  * every line that starts with "." dot-stuffed, and ends with exactly one
  * <CRLF>.<CRLF>.  The receiving side refuses bare CR and LF, so the queue
  * should never hold one — this test stores them anyway (straight through
- * the queue API), including across the 256 KiB chunks the body is read in.
+ * the queue API), including across the 256 KiB chunks the body is read in
+ * and the 16 KiB pieces it is stuffed in.
  */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -185,23 +186,47 @@ static void test_send_bare_cr_lf_and_dots(void)
 	check_body(nul, sizeof nul - 1, NULL, "NUL bytes");
 }
 
-/* The body is read in 256 KiB chunks: a CR at the end of one and LF or "." at the
- * start of the next are still one line end, and a stuffed dot. */
+/* The body is read in 256 KiB chunks and stuffed in 16 KiB pieces: a CR at the end of
+ * one and LF or "." at the start of the next are still one line end, and a stuffed dot. */
 static void test_send_across_chunks(void)
 {
 	static const char *const seams[] = { "\r|\n", "\r|.", "\n|.", "\r|\r\n.", "|.\r\n",
 	    "\r\n|.", "\r|", "\n|" };
-	for (size_t k = 0; k < sizeof seams / sizeof seams[0]; k++) {
-		const char *bar = strchr(seams[k], '|');
-		size_t before = (size_t)(bar - seams[k]), after = strlen(bar + 1);
-		size_t len = CHUNK + after + (k % 2 ? 100 : 0);
+	static const size_t at[] = { 16 * 1024, 3 * 16 * 1024, CHUNK };
+	for (size_t k = 0; k < sizeof seams / sizeof seams[0] * 3; k++) {
+		const char *seam = seams[k / 3], *bar = strchr(seam, '|');
+		size_t pos = at[k % 3];
+		size_t before = (size_t)(bar - seam), after = strlen(bar + 1);
+		size_t len = pos + after + (k % 2 ? 100 : 0);
 		unsigned char *body = malloc(len);
 		for (size_t i = 0; i < len; i++)
 			body[i] = i % 80 == 78 ? '\r' : i % 80 == 79 ? '\n' : (i % 80 == 0 ? '.' : 'y');
-		memcpy(body + CHUNK - before, seams[k], before);
-		memcpy(body + CHUNK, bar + 1, after);
+		memcpy(body + pos - before, seam, before);
+		memcpy(body + pos, bar + 1, after);
 		char what[32];
-		snprintf(what, sizeof what, "seam %zu", k);
+		snprintf(what, sizeof what, "seam %zu at %zu", k / 3, pos);
+		check_body(body, len, NULL, what);
+		free(body);
+	}
+}
+
+/* Long random bodies of text runs, line ends and dots (the stuffer copies runs whole),
+ * some with bare LFs only: across pieces and chunks, always the model's bytes. */
+static void test_send_random_long_bodies(void)
+{
+	unsigned seed = 777;
+	for (int n = 0; n < 12; n++) {
+		seed = seed * 1103515245 + 12345;
+		size_t len = 1000 + (seed >> 8) % (CHUNK + 40000);
+		unsigned char *body = malloc(len);
+		for (size_t i = 0; i < len; i++) {
+			seed = seed * 1103515245 + 12345;
+			unsigned r = (seed >> 16) % 200;
+			body[i] = r == 0 ? '.' : r == 1 ? (n % 3 ? '\r' : '\n') : r == 2 ? '\n' :
+			    (unsigned char)('a' + r % 26);
+		}
+		char what[32];
+		snprintf(what, sizeof what, "random long %d", n);
 		check_body(body, len, NULL, what);
 		free(body);
 	}
@@ -237,6 +262,7 @@ int main(void)
 	TEST_CASE(test_send_bare_cr_lf_and_dots);
 	TEST_CASE(test_send_across_chunks);
 	TEST_CASE(test_send_random_bodies);
+	TEST_CASE(test_send_random_long_bodies);
 	queue_close(q);
 	event_base_free(base);
 	scratch_remove();
