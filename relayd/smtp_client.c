@@ -680,10 +680,17 @@ void smtp_client_run(struct smtp_client *c, struct delivery_job *job)
 	unidle(c);
 	if (job) {
 		c->job = job;
-		/* Its wait ends where its connection's setup began (Postfix's b and c). */
-		if (!job->t_assigned)
+		/*
+		 * Its wait (Postfix's b) ends where the setup it then waited for (c) began:
+		 * the first job of a new connection waited for its setup; a job handed
+		 * to a connection that was ready already waited until now, all of it b.
+		 */
+		if (!job->t_assigned && c->ran_job)
+			job->t_assigned = delivery_now();
+		else if (!job->t_assigned)
 			job->t_assigned = c->t_opened > job->t_created ? c->t_opened :
 			    job->t_created;
+		c->ran_job = 1;
 		tx_begin(c);
 		return;
 	}

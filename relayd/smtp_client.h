@@ -45,6 +45,7 @@ struct smtp_client {
 	struct event *idle_timer;
 	char relay[320];		/* "host[ip]:port" */
 	double t_opened;		/* when it began (delays= c: connection setup) */
+	int ran_job;			/* has had a job: the next one waited for it, not its setup */
 	int tls;			/* TLS is up */
 	int no_starttls;		/* tls may, after a failed handshake: plaintext */
 	int esmtp, pipelining, starttls, dsn, eightbit, smtputf8, size;

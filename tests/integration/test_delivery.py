@@ -299,5 +299,27 @@ def test_sigterm_cuts_off_a_stuck_transaction_and_keeps_the_message():
             r.cleanup()
 
 
+@test
+def test_delays_count_a_wait_for_a_busy_connection_in_b_not_c():
+    """delays=a/b/c/d: a message that waited for the one connection (busy with another)
+    has that wait in b; c is the setup of a connection, and this one was set up already."""
+    d = tempfile.mkdtemp(prefix="upstream-")
+    with Upstream(d, delay={"DOT": 1.5}) as u:
+        with running(extra=upstream_conf(u, block=" max_connections 1\n")) as r:
+            first = submit(r, ["one@example.com"], BODY)
+            second = submit(r, ["two@example.com"], BODY)
+            u.wait_messages(2, 30)
+            wait_for(lambda: "%s: removed" % second in r.log_text(), 20, what="removal")
+            delays = {}
+            for qid, rcpt in ((first, "one@example.com"), (second, "two@example.com")):
+                line = sent_line(r, qid, rcpt)[0]
+                m = re.search(r"delays=([0-9.e-]+)/([0-9.e-]+)/([0-9.e-]+)/([0-9.e-]+),", line)
+                assert m, line
+                delays[rcpt] = [float(x) for x in m.groups()]
+            b, c = delays["two@example.com"][1:3]
+            assert b >= 1.0 and c < 0.5, delays
+            assert delays["one@example.com"][3] >= 1.4, delays
+
+
 if __name__ == "__main__":
     run()
