@@ -102,6 +102,15 @@ int queue_put_totals(struct queue *q, MDB_txn *txn, const struct queue_envelope 
 
 /* update.c: every record of dbi whose key starts with id (rcpt, body, attempt). */
 int queue_del_prefixed(MDB_txn *txn, MDB_dbi dbi, const char *id);
+/*
+ * queue/forget.c: the map's pages of a value read once leave relayd's resident
+ * set (they stay in the page cache).  queue_forget: the whole pages inside
+ * [p, p + len), for a body chunk sent; queue_forget_first: the page holding p,
+ * once the chunk is deleted.  p: from a transaction still open.
+ */
+#define QUEUE_FORGET_MIN 2048		/* smaller values share their pages: kept */
+void queue_forget(const void *p, size_t len);
+void queue_forget_first(const void *p);
 
 /* read.c: id's envelope with its recipients, read in txn; NULL when absent or damaged. */
 struct queue_envelope *queue_load_txn(struct queue *q, MDB_txn *txn, const char *id);

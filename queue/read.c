@@ -266,6 +266,8 @@ int queue_read_chunk(struct queue *q, const char *id, uint32_t n, queue_body_fn 
 	/* The map stays valid only inside the transaction: fn copies what it keeps. */
 	rc = rc == 0 && val.mv_size > 0 && val.mv_size <= QUEUE_BODY_CHUNK &&
 	    fn(arg, val.mv_data, val.mv_size) == 0 ? 1 : -1;
+	if (rc == 1)
+		queue_forget(val.mv_data, val.mv_size);
 	queue_read_end(q, txn);
 	return rc;
 }

@@ -37,6 +37,9 @@ int queue_del_prefixed(MDB_txn *txn, MDB_dbi dbi, const char *id)
 	while (rc == 0 && key.mv_size >= QUEUE_ID_LEN && memcmp(key.mv_data, id, QUEUE_ID_LEN) == 0) {
 		if ((rc = mdb_cursor_del(cur, 0)) != 0)
 			break;
+		/* A body chunk: its first page, read to free it, was the last left mapped. */
+		if (val.mv_size > QUEUE_FORGET_MIN)
+			queue_forget_first(val.mv_data);
 		rc = mdb_cursor_get(cur, &key, &val, MDB_GET_CURRENT);
 		if (rc == MDB_NOTFOUND || rc == EINVAL)	/* deleted the last one */
 			rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
