@@ -4,9 +4,10 @@
  * scrapers and browsers, nothing else.  evhttp (libevent 2.1) bounds neither
  * the number of connections nor how long one may trickle its headers, so
  * this file does: each connection's bufferevent is ours (evhttp_set_bevcb),
- * counted until evhttp lets go of it, and ended at HTTP_DEADLINE whatever
- * it does; past HTTP_MAX_CONNS the listener pauses and the kernel's backlog
- * holds the rest.  The SMTP side must never run out of descriptors for this.
+ * counted until evhttp's close callback says the connection is going, and
+ * ended at HTTP_DEADLINE whatever it does; past HTTP_MAX_CONNS the listener
+ * pauses and the kernel's backlog holds the rest.  The SMTP side must never
+ * run out of descriptors for this, nor share one with an HTTP leftover.
  */
 #include <arpa/inet.h>
 #include <event2/bufferevent.h>
@@ -31,7 +32,8 @@
 #define HTTP_PAUSE 1			/* seconds without accepting after EMFILE and friends */
 
 struct http_conn {
-	struct bufferevent *bev;	/* one reference is ours, so the pointer stays valid */
+	struct bufferevent *bev;	/* one reference is ours: see conn_forget() */
+	struct evhttp_connection *evcon;	/* NULL until adopt_cb has seen it */
 	double started;			/* monotonic seconds */
 };
 
@@ -39,6 +41,7 @@ struct http {
 	struct evhttp *evh;
 	struct evconnlistener *listener;
 	struct event *tick;		/* each second while connections are open */
+	struct event *adopt;		/* made active by each new connection */
 	struct event *pause;		/* accepting again after an accept error */
 	struct http_conn conns[HTTP_MAX_CONNS];
 	size_t nconns;
@@ -149,40 +152,105 @@ static int is_loopback(const struct conf_listen *l)
 }
 
 /*
- * evhttp frees a connection's bufferevent with bufferevent_free(), which
- * clears its callbacks; our reference keeps the memory, so that is how we
- * see the connection is over.  Those still there past the deadline are told
- * they timed out, the way evhttp's own timeouts end a connection.
+ * Entry i goes, and our reference with it.  Called from closed_cb, before
+ * evhttp's own bufferevent_free(): that free then drops the last reference,
+ * which deletes the bufferevent's events before evhttp closes the socket.
+ * Held any longer, the reference would keep a read event on a descriptor
+ * number the kernel hands to the next connection, an SMTP session's, whose
+ * bytes it would then read (03f465e did this until its next sweep).
  */
-static void sweep(struct http *h)
+static void conn_forget(struct http *h, size_t i)
 {
-	double now = delivery_monotonic();
-	size_t kept = 0;
-
-	for (size_t i = 0; i < h->nconns; i++) {
-		struct http_conn *c = &h->conns[i];
-		bufferevent_event_cb eventcb;
-		bufferevent_getcb(c->bev, NULL, NULL, &eventcb, NULL);
-		if (eventcb && now - c->started >= HTTP_DEADLINE) {
-			bufferevent_trigger_event(c->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, 0);
-			bufferevent_getcb(c->bev, NULL, NULL, &eventcb, NULL);
-		}
-		if (eventcb)
-			h->conns[kept++] = *c;
-		else
-			bufferevent_decref(c->bev);
-	}
-	h->nconns = kept;
-	if (h->nconns < HTTP_MAX_CONNS && !h->paused)
+	bufferevent_decref(h->conns[i].bev);
+	h->conns[i] = h->conns[--h->nconns];
+	if (h->nconns < HTTP_MAX_CONNS && !h->paused && h->listener)
 		evconnlistener_enable(h->listener);
-	if (h->nconns == 0)
-		evtimer_del(h->tick);
 }
 
+/*
+ * For one evhttp has freed without telling us (bufferevent_free() clears the
+ * callbacks): only on its out-of-memory paths, before adopt_cb ran, or at
+ * evhttp_free().  Its socket is closed already, so our reference must not
+ * keep an event on the number.
+ */
+static void conn_drop(struct http *h, size_t i)
+{
+	bufferevent_disable(h->conns[i].bev, EV_READ | EV_WRITE);
+	bufferevent_setfd(h->conns[i].bev, -1);
+	conn_forget(h, i);
+}
+
+static int conn_freed(const struct http_conn *c)
+{
+	bufferevent_event_cb eventcb;
+
+	bufferevent_getcb(c->bev, NULL, NULL, &eventcb, NULL);
+	return eventcb == NULL;
+}
+
+/* evhttp is about to free evcon: it has not yet freed the bufferevent or closed the socket. */
+static void closed_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct http *h = arg;
+
+	for (size_t i = 0; i < h->nconns; i++)
+		if (h->conns[i].evcon == evcon) {
+			conn_forget(h, i);
+			return;
+		}
+}
+
+/*
+ * Right after the accept that new_conn() saw (event_active: before the loop
+ * polls again, so no event has run on the connection): evhttp has made its
+ * evhttp_connection by now and given the bufferevent its callbacks, whose
+ * argument is that evhttp_connection (libevent 2.1's http.c passes it
+ * wherever it sets them, and 2.1 offers no other way to reach a connection
+ * that never gets as far as a request).  Its close callback is ours now.
+ */
+static void adopt_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http *h = arg;
+	(void)fd, (void)what;
+
+	for (size_t i = h->nconns; i-- > 0;) {
+		struct http_conn *c = &h->conns[i];
+		void *evcon;
+
+		if (c->evcon)
+			continue;
+		if (conn_freed(c)) {
+			conn_drop(h, i);
+			continue;
+		}
+		bufferevent_getcb(c->bev, NULL, NULL, NULL, &evcon);
+		c->evcon = evcon;
+		evhttp_connection_set_closecb(c->evcon, closed_cb, h);
+	}
+}
+
+/*
+ * Each second: a connection past the deadline is told it timed out, the way
+ * evhttp's own timeouts end one (evhttp frees it, closed_cb forgets it).
+ */
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct http *h = arg;
+	double now = delivery_monotonic();
 	(void)fd, (void)what;
-	sweep(arg);
+
+	/* From the end: conn_forget() moves the last entry, already seen, into i. */
+	for (size_t i = h->nconns; i-- > 0;) {
+		struct http_conn *c = &h->conns[i];
+		if (!c->evcon)
+			continue;
+		if (conn_freed(c))
+			conn_drop(h, i);	/* never: closed_cb comes first */
+		else if (now - c->started >= HTTP_DEADLINE)
+			bufferevent_trigger_event(c->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, 0);
+	}
+	if (h->nconns == 0)
+		evtimer_del(h->tick);
 }
 
 /* A new connection: its bufferevent, counted. */
@@ -191,14 +259,14 @@ static struct bufferevent *new_conn(struct event_base *base, void *arg)
 	struct http *h = arg;
 	struct timeval second = { 1, 0 };
 
-	sweep(h);
 	/* No BEV_OPT_CLOSE_ON_FREE: evhttp closes the socket itself when it is done. */
 	struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
 	if (!bev)
 		return NULL;	/* evhttp makes one of its own, uncounted */
 	if (h->nconns < HTTP_MAX_CONNS) {
 		bufferevent_incref(bev);
-		h->conns[h->nconns++] = (struct http_conn){ bev, delivery_monotonic() };
+		h->conns[h->nconns++] = (struct http_conn){ bev, NULL, delivery_monotonic() };
+		event_active(h->adopt, EV_TIMEOUT, 1);
 		if (!evtimer_pending(h->tick, NULL))
 			evtimer_add(h->tick, &second);
 	}
@@ -242,6 +310,7 @@ struct http *http_new(struct event_base *base, const struct conf_listen *l, char
 
 	if (!h || !(h->evh = evhttp_new(base)) ||
 	    !(h->tick = event_new(base, -1, EV_PERSIST, tick_cb, h)) ||
+	    !(h->adopt = event_new(base, -1, 0, adopt_cb, h)) ||
 	    !(h->pause = evtimer_new(base, resume_cb, h))) {
 		snprintf(err, errlen, "http %s: out of memory", l->text);
 		http_free(h);
@@ -285,12 +354,16 @@ void http_free(struct http *h)
 {
 	if (!h)
 		return;
+	/* evhttp_free() frees the listener, then each connection (closed_cb for most). */
+	h->listener = NULL;
 	if (h->evh)
-		evhttp_free(h->evh);	/* frees every connection: only our references remain */
-	for (size_t i = 0; i < h->nconns; i++)
-		bufferevent_decref(h->conns[i].bev);
+		evhttp_free(h->evh);
+	while (h->nconns > 0)
+		conn_drop(h, h->nconns - 1);
 	if (h->tick)
 		event_free(h->tick);
+	if (h->adopt)
+		event_free(h->adopt);
 	if (h->pause)
 		event_free(h->pause);
 	if (the_http == h)
