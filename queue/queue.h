@@ -138,8 +138,10 @@ int queue_update(struct queue *q, struct queue_envelope *state, int64_t old_due,
     int64_t new_due, struct queue_envelope *bounce, struct queue_spool *bounce_spool,
     queue_done_fn *done, void *arg);
 /*
- * A schedule entry (due, id) whose message cannot be loaded: removed when
- * the message is really gone, kept when its record is there (damaged).
+ * A schedule entry (due, id) the scheduler will not act on: its message
+ * cannot be loaded, or is held.  Removed when the message is really gone or
+ * held (when this is written, not when asked), kept when its record is there
+ * (damaged, or released meanwhile).
  */
 int queue_unschedule(struct queue *q, const char *id, int64_t due, queue_done_fn *done,
     void *arg);

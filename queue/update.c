@@ -48,7 +48,7 @@ int queue_del_prefixed(MDB_txn *txn, MDB_dbi dbi, const char *id)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* new_due of a queue_unschedule() job: the old entry stays if the message is there. */
+/* new_due of a queue_unschedule() job: the entry stays if its message is there, not held. */
 #define DUE_KEEP_IF_PRESENT (-2)
 
 int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job, int *gone)
@@ -74,6 +74,9 @@ int queue_put_update(struct queue *q, MDB_txn *txn, const struct queue_job *job,
 	if (rc != 0)
 		return rc;
 	if (job->new_due == DUE_KEEP_IF_PRESENT) {
+		/* A held message has no entry: release writes it a new one. */
+		if (queue_is_held(q, txn, st->id))
+			return 0;
 		key = (MDB_val){ sizeof sched, sched };
 		val = (MDB_val){ 0, NULL };
 		return mdb_put(txn, q->db_sched, &key, &val, 0);

@@ -137,7 +137,14 @@ static int start_message(struct delivery *d, const char *id, int64_t due)
 		free(m);
 		return -1;
 	}
-	if (m->env->held) {	/* held (relayctl) since the schedule was read: not now */
+	if (m->env->held) {
+		/*
+		 * Held (relayctl): not now.  Hold took every entry it could find;
+		 * one it could not (see queue/admin.c) would come due again and
+		 * again, so it goes — unless released by the time that is written.
+		 */
+		if (queue_unschedule(d->queue, id, due, unscheduled, NULL) < 0)
+			log_warn("%s: cannot drop the schedule entry: out of memory", id);
 		queue_envelope_free(m->env);
 		free(m);
 		return 0;

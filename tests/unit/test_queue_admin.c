@@ -111,12 +111,51 @@ static void test_delete_and_domain(void)
 	free_msgs(m, 3);
 }
 
+/*
+ * The scheduler found an entry of a message it does not act on (held, or
+ * unloadable) and asks queue_unschedule() about it: a held message's entry
+ * goes, and stays gone even when it was read before the hold; once released,
+ * the message keeps its entry.
+ */
+static void test_unschedule_held(void)
+{
+	struct queue *q = open_queue(new_dir(), 0, 0, 64 * KiB);
+	if (!q)
+		return;
+	static const int64_t arrivals[] = { 1000 };
+	static const size_t nrcpts[] = { 1 }, sizes[] = { 100 };
+	struct msg m[1];
+	commit_all(q, m, 1, arrivals, nrcpts, sizes);
+	struct due_seen s;
+	struct result r = { 0, 0 };
+	int64_t next, due;
+
+	CHECK(admin(q, QUEUE_ADMIN_HOLD, m[0].id, NULL, 2000) == 1);
+	/* Read (due 1000) before the hold, answered after it: not brought back. */
+	CHECK(queue_unschedule(q, m[0].id, 1000, on_done, &r) == 0);
+	CHECK(wait_callbacks(q, 1) && r.status == QUEUE_OK);
+	due_at(q, INT64_MAX, 0, &s, &next);
+	CHECK(s.n == 0);
+	CHECK(admin(q, QUEUE_ADMIN_RELEASE, m[0].id, NULL, 3000) == 1);
+	due_at(q, INT64_MAX, 0, &s, &next);
+	CHECK(s.n == 1 && due_count(&s, m[0].id, &due) == 1);
+	/* Released by the time it is written: the entry stays. */
+	r = (struct result){ 0, 0 };
+	CHECK(queue_unschedule(q, m[0].id, due, on_done, &r) == 0);
+	CHECK(wait_callbacks(q, 1) && r.status == QUEUE_OK);
+	due_at(q, INT64_MAX, 0, &s, &next);
+	CHECK(s.n == 1 && due_count(&s, m[0].id, NULL) == 1);
+	queue_close(q);
+	free_msgs(m, 1);
+}
+
 int main(void)
 {
 	if (scratch_init("test_queue_admin") < 0)
 		return 1;
 	TEST_CASE(test_hold_release_flush);
 	TEST_CASE(test_delete_and_domain);
+	TEST_CASE(test_unschedule_held);
 	scratch_remove();
 	return check_exit();
 }
