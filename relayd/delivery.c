@@ -82,6 +82,10 @@ static int collect(void *arg, const char *id, int64_t due)
 	struct due_list *l = arg;
 	if (active_has(l->d, id))
 		return 0;
+	/* Due twice (a stale entry beside its own): one start; the other waits its turn. */
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->ids[i], id) == 0)
+			return 0;
 	memcpy(l->ids[l->n], id, QUEUE_ID_LEN + 1);
 	l->due[l->n] = due;
 	return ++l->n >= l->room;
