@@ -1,6 +1,6 @@
 /*
  * admin — what relayctl asks of the queue through the daemon: flush (due
- * now), delete, hold (out of the schedule, kept), release (due now again),
+ * at once), delete, hold (out of the schedule, kept), release (due again),
  * for one message, every message, or those with a pending recipient in a
  * domain.  Done by the writer thread in one transaction like every write;
  * one message's schedule entries are found by walking the schedule, every
@@ -120,11 +120,11 @@ static int unschedule(struct queue *q, MDB_txn *txn, const struct sched_index *i
 	return 0;
 }
 
-static int schedule_at(struct queue *q, MDB_txn *txn, const char *id, int64_t when)
+static int schedule_at_once(struct queue *q, MDB_txn *txn, const char *id)
 {
 	unsigned char sched[QUEUE_KEY_SCHED_LEN];
 	MDB_val key = { sizeof sched, sched }, val = { 0, NULL };
-	queue_key_sched(sched, when, id);
+	queue_key_sched(sched, QUEUE_DUE_AT_ONCE, id);
 	return mdb_put(txn, q->db_sched, &key, &val, 0);
 }
 
@@ -153,7 +153,7 @@ static int skipped(const struct queue_job *job, const char *id)
 
 /* One message: the operation; 1 when it changed something, 0 not, or -LMDB code. */
 static int admin_one(struct queue *q, MDB_txn *txn, const struct queue_job *job,
-    const struct sched_index *ix, enum queue_admin_op op, const char *id, int64_t now)
+    const struct sched_index *ix, enum queue_admin_op op, const char *id)
 {
 	MDB_val key = { QUEUE_ID_LEN, (void *)id }, val;
 	int rc, found, held;
@@ -169,7 +169,7 @@ static int admin_one(struct queue *q, MDB_txn *txn, const struct queue_job *job,
 			return 0;
 		if ((rc = unschedule(q, txn, ix, id, &found)) != 0)
 			return -rc;
-		return (rc = schedule_at(q, txn, id, now)) != 0 ? -rc : 1;
+		return (rc = schedule_at_once(q, txn, id)) != 0 ? -rc : 1;
 	case QUEUE_ADMIN_HOLD:
 		if (held)
 			return 0;
@@ -182,7 +182,7 @@ static int admin_one(struct queue *q, MDB_txn *txn, const struct queue_job *job,
 			return 0;
 		if ((rc = mdb_del(txn, q->db_hold, &key, NULL)) != 0)
 			return -rc;
-		return (rc = schedule_at(q, txn, id, now)) != 0 ? -rc : 1;
+		return (rc = schedule_at_once(q, txn, id)) != 0 ? -rc : 1;
 	case QUEUE_ADMIN_DELETE:
 		if ((rc = unschedule(q, txn, ix, id, &found)) != 0 ||
 		    (held && (rc = mdb_del(txn, q->db_hold, &key, NULL)) != 0) ||
@@ -207,7 +207,7 @@ int queue_put_admin(struct queue *q, MDB_txn *txn, struct queue_job *job)
 
 	job->admin_count = 0;
 	if (job->admin_id[0]) {
-		if ((rc = admin_one(q, txn, job, NULL, op, job->admin_id, job->admin_now)) < 0)
+		if ((rc = admin_one(q, txn, job, NULL, op, job->admin_id)) < 0)
 			return -rc;
 		job->admin_count = (unsigned)rc;
 		return 0;
@@ -241,7 +241,7 @@ int queue_put_admin(struct queue *q, MDB_txn *txn, struct queue_job *job)
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		if (job->admin_domain && !has_pending_in(q, txn, ids[i], job->admin_domain))
 			continue;
-		int r = admin_one(q, txn, job, &ix, op, ids[i], job->admin_now);
+		int r = admin_one(q, txn, job, &ix, op, ids[i]);
 		if (r < 0)
 			rc = -r;
 		else
@@ -253,13 +253,13 @@ int queue_put_admin(struct queue *q, MDB_txn *txn, struct queue_job *job)
 }
 
 int queue_admin(struct queue *q, enum queue_admin_op op, const char *id, const char *domain,
-    int64_t now, queue_admin_fn *done, void *arg)
+    queue_admin_fn *done, void *arg)
 {
-	return queue_admin_skip(q, op, id, domain, now, NULL, 0, done, arg);
+	return queue_admin_skip(q, op, id, domain, NULL, 0, done, arg);
 }
 
 int queue_admin_skip(struct queue *q, enum queue_admin_op op, const char *id,
-    const char *domain, int64_t now, const char (*skip)[QUEUE_ID_LEN + 1], size_t nskip,
+    const char *domain, const char (*skip)[QUEUE_ID_LEN + 1], size_t nskip,
     queue_admin_fn *done, void *arg)
 {
 	struct queue_job *job;
@@ -269,7 +269,6 @@ int queue_admin_skip(struct queue *q, enum queue_admin_op op, const char *id,
 	if (!(job = queue_job_new(NULL, NULL, NULL, NULL)))
 		return -1;
 	job->admin = (int)op + 1;
-	job->admin_now = now;
 	job->admin_done = done;
 	job->arg = arg;
 	if (id)

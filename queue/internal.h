@@ -25,7 +25,6 @@ struct queue_job {
 	queue_admin_fn *admin_done;	/* its callback, instead of done */
 	char admin_id[QUEUE_ID_LEN + 1];	/* "" for every message */
 	char *admin_domain;		/* only messages with a pending recipient there */
-	int64_t admin_now;
 	char (*admin_skip)[QUEUE_ID_LEN + 1];	/* passed over by flush and release */
 	size_t admin_nskip;
 	unsigned admin_count;		/* messages it touched */

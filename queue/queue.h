@@ -148,23 +148,24 @@ int queue_unschedule(struct queue *q, const char *id, int64_t due, queue_done_fn
 
 /*
  * What relayctl asks through the daemon, done by the writer thread: flush
- * (due now), hold (out of the schedule until released), release (due now),
- * delete (gone, with its body).  id: one message; NULL: every message, or
- * with domain those with a pending recipient there.  done(arg, status, n)
- * with the number of messages changed.  -1: bad id or out of memory.
+ * (due at once: queue_due() reports it due at 0), hold (out of the schedule
+ * until released), release (due at once), delete (gone, with its body).
+ * id: one message; NULL: every message, or with domain those with a pending
+ * recipient there.  done(arg, status, n) with the number of messages
+ * changed.  -1: bad id or out of memory.
  */
 enum queue_admin_op { QUEUE_ADMIN_FLUSH, QUEUE_ADMIN_HOLD, QUEUE_ADMIN_RELEASE,
 	QUEUE_ADMIN_DELETE };
 typedef void queue_admin_fn(void *arg, enum queue_status status, unsigned count);
 int queue_admin(struct queue *q, enum queue_admin_op op, const char *id, const char *domain,
-    int64_t now, queue_admin_fn *done, void *arg);
+    queue_admin_fn *done, void *arg);
 /*
  * The same, passing over the messages skip[0..nskip) (those out for delivery:
  * their result will place them in the schedule, and a flush now would leave
  * them there twice).  skip is copied.
  */
 int queue_admin_skip(struct queue *q, enum queue_admin_op op, const char *id,
-    const char *domain, int64_t now, const char (*skip)[QUEUE_ID_LEN + 1], size_t nskip,
+    const char *domain, const char (*skip)[QUEUE_ID_LEN + 1], size_t nskip,
     queue_admin_fn *done, void *arg);
 
 /*

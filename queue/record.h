@@ -28,6 +28,13 @@
 #define QUEUE_KEY_SUB_LEN   (QUEUE_ID_LEN + 4)
 #define QUEUE_KEY_SCHED_LEN (8 + QUEUE_ID_LEN)
 
+/*
+ * Where relayctl flush and release put a message in the schedule: due
+ * before anything else, whatever the clock says, and a key that one
+ * message's operations can always rebuild (admin.c).
+ */
+#define QUEUE_DUE_AT_ONCE 0
+
 void queue_key_sub(unsigned char key[QUEUE_KEY_SUB_LEN], const char *id, uint32_t n);
 void queue_key_sched(unsigned char key[QUEUE_KEY_SCHED_LEN], int64_t when, const char *id);
 

@@ -29,7 +29,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "auth/auth.h"
@@ -174,7 +173,7 @@ static void command(struct control_conn *cc, char *line)
 				    "attempt is over\n", id);
 				return;
 			}
-	if (queue_admin_skip(cc->ctl->queue, cc->op, id, domain, (int64_t)time(NULL),
+	if (queue_admin_skip(cc->ctl->queue, cc->op, id, domain,
 	    (const char (*)[QUEUE_ID_LEN + 1])active, nactive, admin_done, cc) < 0) {
 		reply(cc, "error %s\n", id ? "no such queue id" : "out of memory");
 		return;

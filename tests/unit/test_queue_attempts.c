@@ -188,7 +188,7 @@ static void test_history_and_totals(void)
 
 	/* Deleted (relayctl delete): gone as well; a late result still counts. */
 	callbacks = 0;
-	CHECK(queue_admin(q, QUEUE_ADMIN_DELETE, m[1].id, NULL, 0, admin_done, NULL) == 0);
+	CHECK(queue_admin(q, QUEUE_ADMIN_DELETE, m[1].id, NULL, admin_done, NULL) == 0);
 	CHECK(wait_callbacks(q, 1));
 	history(q, m[1].id, &s);
 	CHECK(s.n == 0);
