@@ -3,8 +3,8 @@
  * at once), delete, hold (out of the schedule, kept), release (due again),
  * for one message, every message, or those with a pending recipient in a
  * domain.  Done by the writer thread in one transaction like every write;
- * one message's schedule entries are found by walking the schedule, every
- * message's through an index of it built once.
+ * one message's schedule entries are found by their keys (a few lookups),
+ * every message's through an index of the schedule built once.
  */
 #include <errno.h>
 #include <lmdb.h>
@@ -21,27 +21,71 @@ int queue_is_held(struct queue *q, MDB_txn *txn, const char *id)
 	return !q->no_hold && mdb_get(txn, q->db_hold, &key, &val) == 0;
 }
 
-/* Remove every schedule entry of id; *found says whether there was one. */
-static int unschedule_all(struct queue *q, MDB_txn *txn, const char *id, int *found)
+/* Remove every schedule entry of id by walking the whole schedule. */
+static int unschedule_walk(struct queue *q, MDB_txn *txn, const char *id)
 {
 	MDB_cursor *cur;
 	MDB_val key, val;
 	int rc = mdb_cursor_open(txn, q->db_sched, &cur);
 
-	*found = 0;
 	if (rc != 0)
 		return rc;
 	for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
 	    rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
 		if (key.mv_size == QUEUE_KEY_SCHED_LEN &&
-		    memcmp((const char *)key.mv_data + 8, id, QUEUE_ID_LEN) == 0) {
-			if ((rc = mdb_cursor_del(cur, 0)) != 0)
-				break;
-			*found = 1;
-		}
+		    memcmp((const char *)key.mv_data + 8, id, QUEUE_ID_LEN) == 0 &&
+		    (rc = mdb_cursor_del(cur, 0)) != 0)
+			break;
 	}
 	mdb_cursor_close(cur);
 	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int unschedule_at(struct queue *q, MDB_txn *txn, const char *id, int64_t due)
+{
+	unsigned char sched[QUEUE_KEY_SCHED_LEN];
+	MDB_val key = { sizeof sched, sched };
+	queue_key_sched(sched, due, id);
+	int rc = mdb_del(txn, q->db_sched, &key, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/*
+ * Remove id's entries without walking the schedule (a walk reads every
+ * page of it, on the writer thread that every 250 waits for).  Each entry
+ * the queue writes for a message is due at
+ *   - its arrival (queue_commit, writer.c), or
+ *   - QUEUE_DUE_AT_ONCE (flush, release: below), or
+ *   - a recipient's next_attempt, in the transaction that writes that
+ *     recipient's record (queue_update's new_due: the earliest pending one);
+ * and only queue_update() changes those records, moving the entry it is
+ * given (old_due) at the same time.  So a message's one entry is at one of
+ * these keys.  An entry can lose its key only beside another one, when an
+ * update moves the other: a flush racing a delivery that started after
+ * relayctl looked, an update whose old_due was not its entry's.  Or it was
+ * written by an older relayd (flush at the time of the request: due, so
+ * the scheduler takes it at its next look).  Such an entry left behind by
+ * hold or delete comes due, and the scheduler finds the message held or
+ * gone and drops it (queue_unschedule); left by flush, it brings one early
+ * attempt, whose update removes it.  The bulk operations find every entry.
+ */
+static int unschedule_by_keys(struct queue *q, MDB_txn *txn, const char *id)
+{
+	struct queue_envelope *env = queue_load_txn(q, txn, id);
+	int rc;
+
+	if (!env)	/* damaged (or out of memory): its keys are unknown */
+		return unschedule_walk(q, txn, id);
+	if ((rc = unschedule_at(q, txn, id, QUEUE_DUE_AT_ONCE)) == 0)
+		rc = unschedule_at(q, txn, id, env->arrival);
+	for (size_t i = 0; i < env->nrcpts && rc == 0; i++) {
+		/* Every recipient: one sent since keeps the time an older entry has. */
+		int64_t due = env->rcpts[i].next_attempt;
+		if (i == 0 || due != env->rcpts[i - 1].next_attempt)
+			rc = unschedule_at(q, txn, id, due);
+	}
+	queue_envelope_free(env);
+	return rc;
 }
 
 /* Every schedule entry, sorted by id: a bulk operation finds a message's entries by
@@ -94,13 +138,12 @@ static int index_schedule(struct queue *q, MDB_txn *txn, struct sched_index *ix)
 	return 0;
 }
 
-/* Remove id's entries: through the index when there is one, else by walking. */
+/* Remove id's entries: through the index when there is one, else by their keys. */
 static int unschedule(struct queue *q, MDB_txn *txn, const struct sched_index *ix,
-    const char *id, int *found)
+    const char *id)
 {
 	if (!ix)
-		return unschedule_all(q, txn, id, found);
-	*found = 0;
+		return unschedule_by_keys(q, txn, id);
 	if (ix->n == 0)
 		return 0;
 	struct sched_entry *hit = bsearch(id, ix->e, ix->n, sizeof *ix->e, by_id);
@@ -109,13 +152,9 @@ static int unschedule(struct queue *q, MDB_txn *txn, const struct sched_index *i
 	while (hit > ix->e && memcmp(hit[-1].id, id, QUEUE_ID_LEN) == 0)
 		hit--;
 	for (; hit < ix->e + ix->n && memcmp(hit->id, id, QUEUE_ID_LEN) == 0; hit++) {
-		unsigned char sched[QUEUE_KEY_SCHED_LEN];
-		MDB_val key = { sizeof sched, sched };
-		queue_key_sched(sched, hit->due, id);
-		int rc = mdb_del(txn, q->db_sched, &key, NULL);
-		if (rc != 0 && rc != MDB_NOTFOUND)
+		int rc = unschedule_at(q, txn, id, hit->due);
+		if (rc != 0)
 			return rc;
-		*found = 1;
 	}
 	return 0;
 }
@@ -156,7 +195,7 @@ static int admin_one(struct queue *q, MDB_txn *txn, const struct queue_job *job,
     const struct sched_index *ix, enum queue_admin_op op, const char *id)
 {
 	MDB_val key = { QUEUE_ID_LEN, (void *)id }, val;
-	int rc, found, held;
+	int rc, held;
 
 	if (mdb_get(txn, q->db_msg, &key, &val) != 0)
 		return 0;	/* no such message */
@@ -167,13 +206,13 @@ static int admin_one(struct queue *q, MDB_txn *txn, const struct queue_job *job,
 	case QUEUE_ADMIN_FLUSH:
 		if (held)
 			return 0;
-		if ((rc = unschedule(q, txn, ix, id, &found)) != 0)
+		if ((rc = unschedule(q, txn, ix, id)) != 0)
 			return -rc;
 		return (rc = schedule_at_once(q, txn, id)) != 0 ? -rc : 1;
 	case QUEUE_ADMIN_HOLD:
 		if (held)
 			return 0;
-		if ((rc = unschedule(q, txn, ix, id, &found)) != 0)
+		if ((rc = unschedule(q, txn, ix, id)) != 0)
 			return -rc;
 		val = (MDB_val){ 0, NULL };
 		return (rc = mdb_put(txn, q->db_hold, &key, &val, 0)) != 0 ? -rc : 1;
@@ -184,7 +223,7 @@ static int admin_one(struct queue *q, MDB_txn *txn, const struct queue_job *job,
 			return -rc;
 		return (rc = schedule_at_once(q, txn, id)) != 0 ? -rc : 1;
 	case QUEUE_ADMIN_DELETE:
-		if ((rc = unschedule(q, txn, ix, id, &found)) != 0 ||
+		if ((rc = unschedule(q, txn, ix, id)) != 0 ||
 		    (held && (rc = mdb_del(txn, q->db_hold, &key, NULL)) != 0) ||
 		    (rc = mdb_del(txn, q->db_msg, &key, NULL)) != 0 ||
 		    (rc = queue_del_prefixed(txn, q->db_rcpt, id)) != 0 ||

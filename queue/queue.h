@@ -128,9 +128,11 @@ int queue_commit(struct queue *q, struct queue_envelope *env,
  * Delivery results for one message, in one transaction: state (its envelope
  * with every recipient's new state; the queue takes ownership) is written
  * back and the message moves in the schedule from old_due (where
- * queue_due() found it) to new_due; new_due < 0 removes the message, every
- * recipient being done.  bounce and bounce_spool, when not NULL, are a new
- * message committed in the same transaction — unless the message is gone
+ * queue_due() found it) to new_due, which must be the next_attempt of one
+ * of state's recipients (relayctl's operations on one message find the
+ * entry by it); new_due < 0 removes the message, every recipient being
+ * done.  bounce and bounce_spool, when not NULL, are a new message
+ * committed in the same transaction — unless the message is gone
  * by then (relayctl delete): then nothing is written but the old schedule
  * entry's removal.  done() as for queue_commit.
  */
