@@ -98,10 +98,14 @@ static inline void on_done(void *arg, enum queue_status status)
 	callbacks++;
 }
 
-/* Poll the notification fd and dispatch until `want` callbacks have arrived, at most 10 s. */
+/*
+ * Poll the notification fd and dispatch until `want` callbacks have arrived, at
+ * most 60 s: a bound against a hang, not a timing (under valgrind, on a loaded
+ * machine with a slow disk, test_concurrent_commits' 600 commits took over 10 s).
+ */
 static inline int wait_callbacks(struct queue *q, int want)
 {
-	time_t deadline = time(NULL) + 10;
+	time_t deadline = time(NULL) + 60;
 	while (callbacks < want && time(NULL) < deadline) {
 		struct pollfd pfd = { .fd = queue_notify_fd(q), .events = POLLIN };
 		if (poll(&pfd, 1, 100) > 0)
