@@ -337,6 +337,17 @@ static void read_cb(struct bufferevent *bev, void *arg);
 static void write_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
 
+/*
+ * libevent writes at most 16 KB per bufferevent per loop iteration by default:
+ * a 100 KB body took seven turns of the loop.  A body goes out BODY_HIGH at a
+ * time instead (2,000 queued 100 KB messages to smtp-sink: 930-1,076 ->
+ * 1,360-1,397 msg/s, less CPU).  Reads stay small: replies are short.
+ */
+static void client_tune(struct smtp_client *c)
+{
+	bufferevent_set_max_single_write(c->bev, BODY_HIGH);
+}
+
 /* Swap the plain bufferevent for a TLS one on the same socket. */
 static int start_tls(struct smtp_client *c, int fd)
 {
@@ -370,6 +381,7 @@ static int start_tls(struct smtp_client *c, int fd)
 		return -1;
 	}
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+	client_tune(c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	c->state = C_HANDSHAKE;
 	client_set_timeout(c, T_COMMAND(c));
@@ -599,6 +611,7 @@ static void try_connect(struct smtp_client *c)
 		return;
 	}
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+	client_tune(c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	c->state = C_CONNECT;
 	client_set_timeout(c, T_CONNECT(c));
