@@ -21,9 +21,10 @@ struct stuff_ctx {
 };
 
 /*
- * A chunk with dot-stuffing and CRLF line ends (smtp_dot.c), stuffed straight into the output buffer's own memory, a piece at a time: a
- * buffer of twice the chunk (512 KB) per call went to mmap and back each time
- * and cost a fifth of relayd's time with 100 KB messages.
+ * A chunk with dot-stuffing and CRLF line ends (smtp_dot.c), stuffed straight
+ * into the output buffer's own memory, a piece at a time: a buffer of twice
+ * the chunk (512 KB) per call went to mmap and back each time and cost a
+ * fifth of relayd's time with 100 KB messages.
  */
 #define STUFF_PIECE (16 * 1024)
 static int stuff_chunk(void *arg, const void *data, size_t len)
