@@ -69,6 +69,7 @@ struct queue_envelope {
 	int notice;			/* relayd's own notice to the postmaster: when it cannot
 					 * be delivered, it is dropped, never reported on */
 	int64_t arrival;		/* unix seconds */
+	uint32_t arrival_usec;		/* and microseconds: for delay= and delays= */
 	uint64_t size;			/* body bytes as stored */
 	char *client_addr;		/* "192.0.2.7" */
 	char *helo;			/* what the client said in EHLO/HELO */

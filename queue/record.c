@@ -12,7 +12,9 @@
 #define STR_NULL  UINT32_MAX		/* length marking a NULL string */
 #define STR_MAX   (UINT32_MAX - 1)
 
-#define ENVELOPE_FIXED (1 + 1 + 1 + 1 + 8 + 8 + 4)	/* version ret body flags arrival size nrcpts */
+/* version ret body flags arrival size nrcpts, and from version 2 arrival_usec */
+#define ENVELOPE_FIXED_V1 (1 + 1 + 1 + 1 + 8 + 8 + 4)
+#define ENVELOPE_FIXED (ENVELOPE_FIXED_V1 + 4)
 #define ENVELOPE_SMTPUTF8 0x01
 #define ENVELOPE_NOTICE 0x02
 /* version state notify flags attempts next_attempt last_attempt */
@@ -120,6 +122,7 @@ void queue_record_envelope_encode(const struct queue_envelope *env, unsigned cha
 	queue_be64_put(p + 4, (uint64_t)env->arrival);
 	queue_be64_put(p + 12, env->size);
 	queue_be32_put(p + 20, (uint32_t)env->nrcpts);
+	queue_be32_put(p + 24, env->arrival_usec);
 	p += ENVELOPE_FIXED;
 	p = put_str(p, env->sender);
 	p = put_str(p, env->envid);
@@ -212,9 +215,11 @@ int queue_record_envelope_decode(const void *data, size_t len, struct queue_enve
     uint32_t *nrcpts)
 {
 	struct reader rd = { data, len };
-	const unsigned char *p = take(&rd, ENVELOPE_FIXED);
+	int v1 = len > 0 && *(const unsigned char *)data == 1;
+	const unsigned char *p = take(&rd, v1 ? ENVELOPE_FIXED_V1 : ENVELOPE_FIXED);
+	uint32_t usec = p && !v1 ? queue_be32_get(p + 24) : 0;
 
-	if (!p || p[0] != QUEUE_RECORD_VERSION || p[1] > QUEUE_RET_HDRS ||
+	if (!p || (!v1 && p[0] != QUEUE_RECORD_VERSION) || usec > 999999 || p[1] > QUEUE_RET_HDRS ||
 	    p[2] > QUEUE_BODY_8BITMIME || (p[3] & ~(ENVELOPE_SMTPUTF8 | ENVELOPE_NOTICE)))
 		return -1;
 	char *sender = NULL, *envid = NULL, *client_addr = NULL, *helo = NULL, *auth_user = NULL;
@@ -231,6 +236,7 @@ int queue_record_envelope_decode(const void *data, size_t len, struct queue_enve
 	env->smtputf8 = (p[3] & ENVELOPE_SMTPUTF8) != 0;
 	env->notice = (p[3] & ENVELOPE_NOTICE) != 0;
 	env->arrival = (int64_t)queue_be64_get(p + 4);
+	env->arrival_usec = usec;
 	env->size = queue_be64_get(p + 12);
 	*nrcpts = queue_be32_get(p + 20);
 	env->sender = sender;

@@ -13,7 +13,8 @@
 #include "queue/queue.h"
 
 /* Bumped whenever a record's layout changes; decoders refuse versions they do not know. */
-#define QUEUE_RECORD_VERSION 1
+/* Envelopes: 2 added arrival's microseconds (version 1 is still read, as 0 of them). */
+#define QUEUE_RECORD_VERSION 2
 /* Recipients: 2 added flags, last_attempt and last_relay. */
 #define QUEUE_RCPT_VERSION 2
 

@@ -112,7 +112,7 @@ void log_attempt(struct delivery_msg *m, const struct delivery_job *job,
 {
 	const struct queue_envelope *env = m->env;
 	char reply[2048], addr[600], t[5][24];
-	double arrival = (double)env->arrival;
+	double arrival = (double)env->arrival + env->arrival_usec / 1e6;
 	/* a: in the queue before this try; b: waiting for a connection; c: its setup; d: the
 	 * transaction. */
 	double a = job->t_created - arrival, b = job->t_assigned - job->t_created;

@@ -65,7 +65,10 @@ int smtp_data_begin(struct smtp_session *s)
 		return -1;
 	}
 	queue_new_id(q, s->env->id);
-	s->env->arrival = time(NULL);
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	s->env->arrival = now.tv_sec;
+	s->env->arrival_usec = (uint32_t)(now.tv_nsec / 1000);
 	s->data_bytes = 0;
 	s->data_error = SMTP_DATA_OK;
 	s->dot = (struct smtp_dot_reader){ 0 };

@@ -302,7 +302,8 @@ def test_sigterm_cuts_off_a_stuck_transaction_and_keeps_the_message():
 @test
 def test_delays_count_a_wait_for_a_busy_connection_in_b_not_c():
     """delays=a/b/c/d: a message that waited for the one connection (busy with another)
-    has that wait in b; c is the setup of a connection, and this one was set up already."""
+    has that wait in b; c is the setup of a connection, and this one was set up already;
+    a counts from the arrival to the microsecond."""
     d = tempfile.mkdtemp(prefix="upstream-")
     with Upstream(d, delay={"DOT": 1.5}) as u:
         with running(extra=upstream_conf(u, block=" max_connections 1\n")) as r:
@@ -318,6 +319,8 @@ def test_delays_count_a_wait_for_a_busy_connection_in_b_not_c():
                 delays[rcpt] = [float(x) for x in m.groups()]
             b, c = delays["two@example.com"][1:3]
             assert b >= 1.0 and c < 0.5, delays
+            # a: from arrival, kept to the microsecond, to the scheduler: no whole second.
+            assert delays["one@example.com"][0] < 0.5, delays
             assert delays["one@example.com"][3] >= 1.4, delays
 
 

@@ -13,14 +13,14 @@
 
 static const struct queue_envelope envelopes[] = {
 	{ .sender = "alice@example.org", .envid = "QQ314159", .ret = QUEUE_RET_HDRS,
-	  .body = QUEUE_BODY_8BITMIME, .smtputf8 = 1, .arrival = 1731318503, .size = 12345,
+	  .body = QUEUE_BODY_8BITMIME, .smtputf8 = 1, .arrival = 1731318503, .arrival_usec = 123456, .size = 12345,
 	  .client_addr = "192.0.2.7", .helo = "mail.example.org", .auth_user = "alice",
 	  .nrcpts = 3 },
 	{ .sender = "", .ret = QUEUE_RET_NONE, .body = QUEUE_BODY_7BIT },	/* null sender, all NULL */
 	{ .sender = "", .notice = 1, .smtputf8 = 1 },			/* a postmaster notice */
 	{ .sender = "", .envid = "", .client_addr = "", .helo = "", .auth_user = "" },
 	{ .sender = "b\xc3\xbc" "cher@b\xc3\xbc" "cher.example", .ret = QUEUE_RET_FULL,
-	  .arrival = INT64_MAX, .size = UINT64_MAX, .nrcpts = UINT32_MAX,
+	  .arrival = INT64_MAX, .arrival_usec = 999999, .size = UINT64_MAX, .nrcpts = UINT32_MAX,
 	  .client_addr = "2001:db8::1", .helo = "[2001:db8::1]" },
 	{ .sender = "x", .arrival = INT64_MIN, .auth_user = "user with spaces\tand tab" },
 };
@@ -50,6 +50,7 @@ static void check_envelope_equal(const struct queue_envelope *got,
 	CHECK(got->smtputf8 == want->smtputf8);
 	CHECK(got->notice == want->notice);
 	CHECK(got->arrival == want->arrival);
+	CHECK(got->arrival_usec == want->arrival_usec);
 	CHECK(got->size == want->size);
 }
 
@@ -139,7 +140,8 @@ static void test_unstorable_refused(void)
 		CHECK(queue_record_rcpt_len(&bad_rcpts[i]) == 0);
 }
 
-/* Hand-made hostile records.  Fixed part: version ret body flags arrival(8) size(8) nrcpts(4). */
+/* Hand-made hostile records.  Fixed part: version ret body flags arrival(8) size(8) nrcpts(4),
+ * and in version 2 arrival_usec(4). */
 #define ENV_HEAD(v, ret, body, flags) v, ret, body, flags, 0, 0, 0, 0, 0, 0, 0, 1, \
 	0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1
 #define NULLSTR 0xff, 0xff, 0xff, 0xff
@@ -152,7 +154,10 @@ static const struct {
 } bad_envelope_rows[] = {
 	{ "empty", { 0 }, 0 },
 	{ "version 0", { ENV_HEAD(0, 0, 0, 0), EMPTY, NULLSTR, NULLSTR, NULLSTR, NULLSTR }, 44 },
-	{ "version 2", { ENV_HEAD(2, 0, 0, 0), EMPTY, NULLSTR, NULLSTR, NULLSTR, NULLSTR }, 44 },
+	{ "version 3", { ENV_HEAD(3, 0, 0, 0), EMPTY, EMPTY, NULLSTR, NULLSTR, NULLSTR, NULLSTR }, 48 },
+	{ "usec 10^6", { ENV_HEAD(2, 0, 0, 0), 0, 0x0f, 0x42, 0x40, EMPTY, NULLSTR, NULLSTR, NULLSTR,
+	  NULLSTR }, 48 },
+	{ "v2 without usec", { ENV_HEAD(2, 0, 0, 0), EMPTY, NULLSTR, NULLSTR, NULLSTR, NULLSTR }, 44 },
 	{ "ret 3", { ENV_HEAD(1, 3, 0, 0), EMPTY, NULLSTR, NULLSTR, NULLSTR, NULLSTR }, 44 },
 	{ "body 2", { ENV_HEAD(1, 0, 2, 0), EMPTY, NULLSTR, NULLSTR, NULLSTR, NULLSTR }, 44 },
 	{ "unknown flag", { ENV_HEAD(1, 0, 0, 4), EMPTY, NULLSTR, NULLSTR, NULLSTR, NULLSTR }, 44 },
@@ -165,6 +170,19 @@ static const struct {
 	  NULLSTR, NULLSTR, NULLSTR, NULLSTR }, 47 },
 	{ "half a length", { ENV_HEAD(1, 0, 0, 0), EMPTY, NULLSTR, NULLSTR, NULLSTR, 0xff, 0xff }, 42 },
 };
+
+/* A version 1 envelope (before arrival_usec) is still read: 0 microseconds. */
+static void test_envelope_version_1_read(void)
+{
+	static const unsigned char v1[] = { ENV_HEAD(1, 0, 0, 0), EMPTY, NULLSTR, NULLSTR, NULLSTR,
+	    NULLSTR };
+	struct queue_envelope got = { .arrival_usec = 7 };
+	uint32_t n = 0;
+	CHECK(queue_record_envelope_decode(v1, sizeof v1, &got, &n) == 0);
+	CHECK_STR(got.sender, "");
+	CHECK(got.arrival == 1 && got.arrival_usec == 0 && got.size == 9 && n == 1);
+	free_envelope_strings(&got);
+}
 
 static void test_envelope_garbage_refused(void)
 {
@@ -322,6 +340,7 @@ static void test_keys_sort_numerically(void)
 int main(void)
 {
 	TEST_CASE(test_envelope_round_trip);
+	TEST_CASE(test_envelope_version_1_read);
 	TEST_CASE(test_rcpt_round_trip);
 	TEST_CASE(test_unstorable_refused);
 	TEST_CASE(test_envelope_garbage_refused);
