@@ -2,9 +2,11 @@
  * allow — the `allow` network list: clients inside may relay without AUTH.
  * An IPv4 client reached through an IPv6 socket (::ffff:a.b.c.d) is matched
  * as the IPv4 address it is, so `allow 127.0.0.0/8` means what it says.
+ * Also the key a client's address is counted under by the limits.
  */
 #include "auth/auth.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,4 +57,25 @@ int auth_network_allowed(const struct config *conf, const struct sockaddr *clien
 		if (auth_cidr_match(&conf->allow[i], client))
 			return 1;
 	return 0;
+}
+
+void auth_client_key(const struct sockaddr *client, char *key, size_t len)
+{
+	char text[INET6_ADDRSTRLEN] = "?";
+
+	if (client->sa_family == AF_INET6) {
+		struct in6_addr a = ((const struct sockaddr_in6 *)client)->sin6_addr;
+		if (memcmp(a.s6_addr, v4mapped, sizeof v4mapped) == 0) {
+			inet_ntop(AF_INET, a.s6_addr + 12, text, sizeof text);
+			snprintf(key, len, "%s", text);
+			return;
+		}
+		memset(a.s6_addr + 8, 0, 8);
+		inet_ntop(AF_INET6, &a, text, sizeof text);
+		snprintf(key, len, "%s/64", text);
+		return;
+	}
+	if (client->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)client)->sin_addr, text, sizeof text);
+	snprintf(key, len, "%s", text);
 }

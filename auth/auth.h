@@ -113,6 +113,15 @@ void auth_limits_configure(struct auth_limits *l, const struct config *conf, tim
 /* 1 when client lies in one of the config's limit_exempt networks. */
 int auth_limit_exempt(const struct config *conf, const struct sockaddr *client);
 /*
+ * The key an address is counted under (limit_client, limit_rcpt without a
+ * login, max_connections_per_client, the AUTH penalty): an IPv4 address
+ * (::ffff:a.b.c.d too) as it is, an IPv6 address as its /64, "2001:db8:1:2::/64":
+ * one host holds a whole /64 (SLAAC, privacy addresses) and could otherwise
+ * take a fresh address for each connection.  At least AUTH_CLIENT_KEY_MAX bytes.
+ */
+#define AUTH_CLIENT_KEY_MAX 64
+void auth_client_key(const struct sockaddr *client, char *key, size_t len);
+/*
  * The key a login counts under: in lower case, "@HOSTNAME" dropped, so that
  * bob, Bob and bob@HOSTNAME are one login (as for sender_login).
  */

@@ -127,10 +127,14 @@ static const char *network(const struct conf_cidr *list, size_t n, const struct 
 static void describe_address(FILE *out, const struct config *conf, struct auth_limits *l,
     const struct sockaddr *sa, const char *addr, time_t now)
 {
-	char net[INET6_ADDRSTRLEN + 8];
+	char net[INET6_ADDRSTRLEN + 8], key[AUTH_CLIENT_KEY_MAX];
 	int exempt = auth_limit_exempt(conf, sa);
 
-	fprintf(out, "client address %s\n", addr);
+	auth_client_key(sa, key, sizeof key);
+	if (strcmp(key, addr) == 0)
+		fprintf(out, "client address %s\n", addr);
+	else	/* an IPv6 address: counted with the rest of its /64 */
+		fprintf(out, "client address %s (counted as %s)\n", addr, key);
 	if (network(conf->allow, conf->nallow, sa, net, sizeof net))
 		fprintf(out, "  allow %s: relays without logging in\n", net);
 	else
@@ -146,10 +150,10 @@ static void describe_address(FILE *out, const struct config *conf, struct auth_l
 	fprintf(out, "limits%s\n", l ? "" : " (relayd is not running: no counts)");
 	const char *ex = exempt ? " (exempt)" : "";
 	limit_line(out, "limit_client", &conf->limit_client, ex);
-	counts(out, l, AUTH_LIMIT_CLIENT, 0, addr, &conf->limit_client, "message", now);
+	counts(out, l, AUTH_LIMIT_CLIENT, 0, key, &conf->limit_client, "message", now);
 	limit_line(out, "limit_rcpt", &conf->limit_rcpt, exempt ? " (exempt without a login)" :
 	    " (without a login)");
-	counts(out, l, AUTH_LIMIT_RCPT, 0, addr, &conf->limit_rcpt, "recipient", now);
+	counts(out, l, AUTH_LIMIT_RCPT, 0, key, &conf->limit_rcpt, "recipient", now);
 	if (conf->max_connections_per_client)
 		fprintf(out, "  max_connections_per_client %u%s", conf->max_connections_per_client,
 		    ex);
@@ -157,7 +161,7 @@ static void describe_address(FILE *out, const struct config *conf, struct auth_l
 		fprintf(out, "  max_connections_per_client: not set");
 	if (l)
 		fprintf(out, "%s%u open now%s\n", conf->max_connections_per_client ? ": " : " (",
-		    auth_limits_connections(l, addr), conf->max_connections_per_client ? "" : ")");
+		    auth_limits_connections(l, key), conf->max_connections_per_client ? "" : ")");
 	else
 		fprintf(out, "\n");
 	fprintf(out, "  limit_user: per login (relayctl policy USER)\n");

@@ -122,7 +122,7 @@ static void fail_slowly(struct smtp_session *s, int code, const char *enh, const
 {
 	struct server *srv = s->srv;
 	time_t now = time(NULL);
-	unsigned ms = auth_penalty_delay_ms(srv->auth_penalty, s->client_addr, now);
+	unsigned ms = auth_penalty_delay_ms(srv->auth_penalty, s->client_key, now);
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 	char why[300];
 
@@ -134,7 +134,7 @@ static void fail_slowly(struct smtp_session *s, int code, const char *enh, const
 	s->auth_reply.code = code;
 	s->auth_reply.enh = enh;
 	s->auth_reply.text = text;
-	auth_penalty_failed(srv->auth_penalty, s->client_addr, now);
+	auth_penalty_failed(srv->auth_penalty, s->client_key, now);
 	metrics.refused[METRICS_REFUSED_AUTH]++;
 	log_info("authentication failed from [%s]:%u: mechanism=%s: %s (failure %u, "
 	    "answer delayed %u ms)", s->client_addr, s->client_port, s->auth_mech,

@@ -168,7 +168,7 @@ static int mail_over_limit(struct smtp_session *s, const char *sender)
 	struct auth_limit_over o;
 
 	s->limit_rcpt_logged = 0;
-	if (auth_limits_mail(s->srv->limits, conf, &s->limit_hold, s->auth_user, s->client_addr,
+	if (auth_limits_mail(s->srv->limits, conf, &s->limit_hold, s->auth_user, s->client_key,
 	    auth_limit_exempt(conf, (const struct sockaddr *)&s->addr), server_limits_clock(),
 	    &o) == AUTH_LIMIT_OK)
 		return 0;
@@ -178,7 +178,7 @@ static int mail_over_limit(struct smtp_session *s, const char *sender)
 	log_escape(from, sizeof from, sender, strlen(sender));
 	if (s->auth_user)
 		log_escape(user, sizeof user, s->auth_user, strlen(s->auth_user));
-	limit_log(&o, o.by_user ? s->limit_hold.user : s->client_addr, detail, sizeof detail);
+	limit_log(&o, o.by_user ? s->limit_hold.user : s->client_key, detail, sizeof detail);
 	const char *whose = o.by_user ? "this login" : "your address";
 	metrics.refused[METRICS_REFUSED_RATE]++;
 	log_info("reject: MAIL from [%s]:%u: 450 4.7.1 Message rate limit exceeded for %s; "
@@ -216,7 +216,7 @@ static int rcpt_over_limit(struct smtp_session *s, const char *rcpt)
 		    "for %s; from=<%s>%s%s, %s (more in this transaction not logged)",
 		    s->client_addr, s->client_port, to, whose, from,
 		    s->auth_user ? ", sasl_username=" : "", user,
-		    limit_log(&o, o.by_user ? s->limit_hold.user : s->client_addr, detail,
+		    limit_log(&o, o.by_user ? s->limit_hold.user : s->client_key, detail,
 		    sizeof detail));
 		s->limit_rcpt_logged = 1;
 	}

@@ -168,7 +168,7 @@ static void session_free(struct smtp_session *s)
 	srv->nsessions--;
 	auth_limits_release(srv->limits, &s->limit_hold, server_limits_clock());
 	if (s->limit_connection)
-		auth_limits_disconnect(srv->limits, s->client_addr);
+		auth_limits_disconnect(srv->limits, s->client_key);
 	queue_envelope_free(s->env);
 	queue_spool_free(s->spool);
 	free(s->accept_line);
@@ -530,6 +530,7 @@ static void session_set_client(struct smtp_session *s, const struct sockaddr *ad
 	memset(&s->addr, 0, sizeof s->addr);
 	memcpy(&s->addr, addr, addrlen < sizeof s->addr ? addrlen : sizeof s->addr);
 	smtp_format_addr(addr, s->client_addr, sizeof s->client_addr, &s->client_port);
+	auth_client_key(addr, s->client_key, sizeof s->client_key);
 }
 
 /*
@@ -542,7 +543,7 @@ static int too_many_from_client(struct smtp_session *s, const char *via)
 	const struct sockaddr *sa = (const struct sockaddr *)&s->addr;
 	struct auth_limit_over over;
 
-	if (auth_limits_connect(s->srv->limits, conf, s->client_addr,
+	if (auth_limits_connect(s->srv->limits, conf, s->client_key,
 	    auth_limit_exempt(conf, sa), &over) == AUTH_LIMIT_OK) {
 		s->limit_connection = 1;
 		return 0;
@@ -550,7 +551,7 @@ static int too_many_from_client(struct smtp_session *s, const char *via)
 	metrics.refused[METRICS_REFUSED_CONNECTIONS]++;
 	log_info("reject: connect from [%s]:%u%s: 421 4.7.0 too many connections from your "
 	    "address; limit=max_connections_per_client %u, address=%s, open=%u", s->client_addr,
-	    s->client_port, via, over.limit, s->client_addr, over.count);
+	    s->client_port, via, over.limit, s->client_key, over.count);
 	return 1;
 }
 

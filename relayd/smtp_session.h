@@ -61,6 +61,7 @@ struct smtp_session {
 
 	struct sockaddr_storage addr;	/* the client: the peer, or the one a PROXY header names */
 	char client_addr[INET6_ADDRSTRLEN];
+	char client_key[AUTH_CLIENT_KEY_MAX];	/* what the limits count it as (an IPv6 /64) */
 	unsigned client_port;
 	struct smtp_proxy_wait *proxy;	/* reading the PROXY header; NULL after */
 	int implicit_tls;		/* `listen … tls`: TLS from the first byte after that */

@@ -314,5 +314,30 @@ def test_config_check_names_a_bad_limit():
         r.cleanup()
 
 
+@test
+def test_an_ipv6_client_is_counted_with_its_64():
+    """max_connections_per_client counts an IPv6 client with the rest of its /64, so a
+    host cannot dodge it by changing address; the log and relayctl policy say so."""
+    port6 = free_port()
+    with running(extra="max_connections_per_client 1\nlisten [::1]:%d\n" % port6) as r:
+        first = Client.__new__(Client)
+        first.sock = socket.create_connection(("::1", port6), timeout=10)
+        first.buf = b""
+        first.expect(220)
+        second = Client.__new__(Client)
+        second.sock = socket.create_connection(("::1", port6), timeout=10)
+        second.buf = b""
+        second.expect(421, "too many connections from your address")
+        assert second.closed()
+        line = [l for l in r.log_text().splitlines() if "reject: connect from" in l][0]
+        assert re.search(r"reject: connect from \[::1\]:\d+: 421 4\.7\.0 .*"
+                         r"address=::/64, open=1$", line), line
+        rc, out, err = r.relayctl("policy", "::1")
+        assert rc == 0, (out, err)
+        assert out.startswith("client address ::1 (counted as ::/64)\n"), out
+        assert "  max_connections_per_client 1: 1 open now\n" in out, out
+        first.cmd("QUIT", 221)
+
+
 if __name__ == "__main__":
     run()

@@ -1,8 +1,11 @@
 /*
  * test_auth_policy — what relayctl policy prints for a login and for an
  * address: the sender rules that apply, each limit (set or not) with its
- * count on a fake clock, and without counts when relayd does not run.
+ * count on a fake clock, and without counts when relayd does not run; an
+ * IPv6 address counted with its /64.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,9 +114,63 @@ static void test_an_address(void)
 	CHECK(text && strstr(text, "  allow 127.0.0.0/8: relays without logging in\n"));
 	free(text);
 	text = describe(c, NULL, "2001:DB8::1", T0);
-	CHECK(text && strncmp(text, "client address 2001:db8::1\n", 27) == 0);
+	static const char v6[] = "client address 2001:db8::1 (counted as 2001:db8::/64)\n";
+	CHECK(text && strncmp(text, v6, sizeof v6 - 1) == 0);
 	free(text);
 	auth_limits_disconnect(l, "10.1.2.3");
+	auth_limits_free(l);
+	conf_free(c);
+}
+
+/* The key of an address as a session would make it. */
+static void key_of(const char *text, char *key)
+{
+	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	if (inet_pton(AF_INET, text, &in->sin_addr) == 1)
+		in->sin_family = AF_INET;
+	else if (inet_pton(AF_INET6, text, &in6->sin6_addr) == 1)
+		in6->sin6_family = AF_INET6;
+	auth_client_key((const struct sockaddr *)&ss, key, AUTH_CLIENT_KEY_MAX);
+}
+
+/* IPv6 clients count per /64: a host cannot dodge a limit by changing address. */
+static void test_an_ipv6_address_counts_its_64(void)
+{
+	static const struct { const char *addr, *key; } keys[] = {
+		{ "192.0.2.1", "192.0.2.1" },
+		{ "::ffff:192.0.2.1", "192.0.2.1" },
+		{ "2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64" },
+		{ "2001:DB8:1:2::ffff", "2001:db8:1:2::/64" },
+		{ "2001:db8:1:3::1", "2001:db8:1:3::/64" },
+		{ "::1", "::/64" },
+	};
+	char key[AUTH_CLIENT_KEY_MAX];
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		key_of(keys[i].addr, key);
+		CHECK_STR(key, keys[i].key);
+	}
+
+	struct config *c = parse_ok("t", config);
+	if (!c)
+		return;
+	struct auth_limits *l = auth_limits_new(c, 10);
+	struct auth_limit_over over;
+	char a[AUTH_CLIENT_KEY_MAX], b[AUTH_CLIENT_KEY_MAX];
+	key_of("2001:db8:1:2::10", a);
+	key_of("2001:db8:1:2:ffff::20", b);
+	CHECK(auth_limits_connect(l, c, a, 0, &over) == AUTH_LIMIT_OK);
+	CHECK(auth_limits_connect(l, c, b, 0, &over) == AUTH_LIMIT_OK);
+	char *text = describe(c, l, "2001:db8:1:2::30", T0);
+	CHECK(text && strstr(text, "client address 2001:db8:1:2::30 (counted as "
+	    "2001:db8:1:2::/64)\n") && strstr(text, "(2 open now)\n"));
+	free(text);
+	text = describe(c, l, "2001:db8:1:3::10", T0);
+	CHECK(text && strstr(text, "(0 open now)\n"));
+	free(text);
+	auth_limits_disconnect(l, a);
+	auth_limits_disconnect(l, b);
 	auth_limits_free(l);
 	conf_free(c);
 }
@@ -137,6 +194,7 @@ int main(void)
 {
 	TEST_CASE(test_a_login);
 	TEST_CASE(test_an_address);
+	TEST_CASE(test_an_ipv6_address_counts_its_64);
 	TEST_CASE(test_neither_a_login_nor_an_address);
 	return check_exit();
 }
