@@ -13,18 +13,10 @@ import asyncio
 import sys
 import time
 
-TIMEOUT = 60
+from latency import TIMEOUT, reply
+
 PARALLEL = 200
 HOLD_MAX = 3600
-
-
-async def reply(reader):
-    while True:
-        line = await asyncio.wait_for(reader.readline(), TIMEOUT)
-        if len(line) < 4:
-            raise EOFError("connection closed")
-        if line[3:4] != b"-":
-            return int(line[:3])
 
 
 async def one(port, gate, held):
