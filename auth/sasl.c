@@ -7,19 +7,18 @@
  * Cyrus' own log lines are kept for auth_session_detail(); nothing is printed.
  */
 #include "auth/auth.h"
+#include "auth/sasl_conf.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sasl/sasl.h>
 #include <sasl/saslutil.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 /* Base64 characters in one client response: a login is a few hundred bytes. */
@@ -145,125 +144,6 @@ static int sasl_verifyfile(void *context, const char *file, sasl_verify_type_t t
 	return type == SASL_VRFY_CONF ? SASL_CONTINUE : SASL_OK;
 }
 
-/* "CONFPATH:LINE: " or "CONFPATH: " when there is no line, then the message. */
-__attribute__((format(printf, 5, 6)))
-static void conf_message(char *err, size_t errlen, const struct config *conf, int line,
-    const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (errlen == 0)
-		return;
-	if (line > 0)
-		n = snprintf(err, errlen, "%s:%d: ", conf->path ? conf->path : "-", line);
-	else
-		n = snprintf(err, errlen, "%s: ", conf->path ? conf->path : "-");
-	if (n < 0 || (size_t)n >= errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-	va_end(ap);
-}
-
-/*
- * The sasldb file holds every password (in clear, for CRAM-MD5's sake):
- * readable by relayd, a regular file, and nobody else's business.  Group
- * access is fine: saslpasswd2 makes 0640 files for Debian's group sasl.
- */
-static int check_sasldb(const struct config *conf, char *err, size_t errlen)
-{
-	const struct conf_file *f = &conf->auth_sasldb;
-	struct stat st;
-	int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		conf_message(err, errlen, conf, f->line, "auth_sasldb %s: %s", f->path,
-		    strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	close(fd);
-	if (!S_ISREG(st.st_mode)) {
-		conf_message(err, errlen, conf, f->line, "auth_sasldb %s: not a regular file",
-		    f->path);
-		return -1;
-	}
-	if (st.st_mode & (S_IROTH | S_IWOTH)) {
-		conf_message(err, errlen, conf, f->line, "auth_sasldb %s: %s by everyone "
-		    "(chmod o-rwx)", f->path, (st.st_mode & S_IROTH) ? "readable" : "writable");
-		return -1;
-	}
-	return 0;
-}
-
-/* saslauthd's socket is DIR/mux; saslauthd itself may start later (454 until then). */
-static int check_saslauthd(const struct config *conf, char *err, size_t errlen)
-{
-	const struct conf_file *f = &conf->auth_saslauthd;
-	struct sockaddr_un sun;
-	struct stat st;
-
-	if (stat(f->path, &st) < 0) {
-		conf_message(err, errlen, conf, f->line, "auth_saslauthd %s: %s", f->path,
-		    strerror(errno));
-		return -1;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		conf_message(err, errlen, conf, f->line, "auth_saslauthd %s: not a directory "
-		    "(give saslauthd's run directory, the one that holds mux)", f->path);
-		return -1;
-	}
-	if (strlen(f->path) + sizeof "/mux" > sizeof sun.sun_path) {
-		conf_message(err, errlen, conf, f->line, "auth_saslauthd %s: path too long for "
-		    "a socket", f->path);
-		return -1;
-	}
-	return 0;
-}
-
-/*
- * Mechanisms that cannot work whatever is installed: ANONYMOUS would make
- * relayd an open relay, and saslauthd checks only plaintext passwords, so
- * without a sasldb nothing can answer CRAM-MD5, DIGEST-MD5, SCRAM or NTLM.
- */
-static int check_mechanism_names(const struct config *conf, char *err, size_t errlen)
-{
-	const char *list = conf->auth_mechanisms ? conf->auth_mechanisms : "";
-
-	for (const char *p = list; *p; ) {
-		size_t n = strcspn(p, " ");
-		if (n == 9 && strncasecmp(p, "ANONYMOUS", n) == 0) {
-			conf_message(err, errlen, conf, 0, "auth_mechanisms: ANONYMOUS would let "
-			    "anybody relay");
-			return -1;
-		}
-		if (!conf->auth_sasldb.path && !(n == 5 && strncasecmp(p, "PLAIN", n) == 0) &&
-		    !(n == 5 && strncasecmp(p, "LOGIN", n) == 0)) {
-			conf_message(err, errlen, conf, 0, "auth_mechanisms: %.*s needs auth_sasldb "
-			    "(saslauthd checks PLAIN and LOGIN passwords only)", (int)n, p);
-			return -1;
-		}
-		p += n;
-		p += strspn(p, " ");
-	}
-	return 0;
-}
-
-/* 1 when word (n bytes) is one of the space-separated names in list. */
-static int list_has(const char *list, const char *word, size_t n)
-{
-	for (const char *p = list; *p; ) {
-		size_t m = strcspn(p, " ");
-		if (m == n && strncasecmp(p, word, n) == 0)
-			return 1;
-		p += m;
-		p += strspn(p, " ");
-	}
-	return 0;
-}
-
 static int session_ready(struct auth_session *as);
 
 /*
@@ -284,7 +164,7 @@ static int check_sasldb_format(struct auth_server *srv, struct auth_session *pro
 	srv->pwcheck = pwcheck;
 	if (r == SASL_OK || r == SASL_NOUSER)
 		return 0;
-	conf_message(err, errlen, conf, conf->auth_sasldb.line, "auth_sasldb %s: Cyrus SASL "
+	sasl_conf_message(err, errlen, conf, conf->auth_sasldb.line, "auth_sasldb %s: Cyrus SASL "
 	    "cannot read it: %s", srv->sasldb, probe->log[0] ? probe->log :
 	    sasl_errstring(r, NULL, NULL));
 	return -1;
@@ -300,7 +180,7 @@ static int check_probe_session(struct auth_server *srv, const struct config *con
 	struct auth_session *probe = auth_session_new(srv, NULL, NULL, 0);
 
 	if (!probe || session_ready(probe) != SASL_OK) {
-		conf_message(err, errlen, conf, line, "Cyrus SASL cannot start a session%s%s",
+		sasl_conf_message(err, errlen, conf, line, "Cyrus SASL cannot start a session%s%s",
 		    srv->log[0] ? ": " : "", srv->log);
 		auth_session_free(probe);
 		return -1;
@@ -312,8 +192,8 @@ static int check_probe_session(struct auth_server *srv, const struct config *con
 	const char *offered = probe->mechanisms;
 	for (const char *p = srv->mechanisms; *p; ) {
 		size_t n = strcspn(p, " ");
-		if (!list_has(offered, p, n)) {
-			conf_message(err, errlen, conf, 0, "auth_mechanisms: %.*s is not available "
+		if (!sasl_list_has(offered, p, n)) {
+			sasl_conf_message(err, errlen, conf, 0, "auth_mechanisms: %.*s is not available "
 			    "(install libsasl2-modules?)", (int)n, p);
 			auth_session_free(probe);
 			return -1;
@@ -341,14 +221,10 @@ struct auth_server *auth_server_new(const struct config *conf, char *err, size_t
 		err[0] = '\0';
 	if (!sasldb->path && !saslauthd->path)
 		return NULL;
-	if (sasldb->path && check_sasldb(conf, err, errlen) < 0)
-		return NULL;
-	if (saslauthd->path && check_saslauthd(conf, err, errlen) < 0)
-		return NULL;
-	if (check_mechanism_names(conf, err, errlen) < 0)
+	if (sasl_conf_check(conf, err, errlen) < 0)
 		return NULL;
 	if (sasl_running) {
-		conf_message(err, errlen, conf, line, "Cyrus SASL is already started (one "
+		sasl_conf_message(err, errlen, conf, line, "Cyrus SASL is already started (one "
 		    "auth_server per process)");
 		return NULL;
 	}
@@ -386,7 +262,7 @@ struct auth_server *auth_server_new(const struct config *conf, char *err, size_t
 	sasl_running = srv;
 	r = sasl_server_init(srv->callbacks, "relayd");
 	if (r != SASL_OK) {
-		conf_message(err, errlen, conf, line, "Cyrus SASL: %s%s%s",
+		sasl_conf_message(err, errlen, conf, line, "Cyrus SASL: %s%s%s",
 		    sasl_errstring(r, NULL, NULL), srv->log[0] ? ": " : "", srv->log);
 		auth_server_free(srv);
 		return NULL;
@@ -398,7 +274,7 @@ struct auth_server *auth_server_new(const struct config *conf, char *err, size_t
 	return srv;
 
 nomem:
-	conf_message(err, errlen, conf, line, "out of memory");
+	sasl_conf_message(err, errlen, conf, line, "out of memory");
 	return NULL;
 }
 
@@ -785,7 +661,7 @@ static int mechanism_offered(struct auth_session *as, const char *mech)
 		snprintf(as->detail, sizeof as->detail, "bad mechanism name");
 		return 0;
 	}
-	if (!list_has(as->mechanisms, mech, n)) {
+	if (!sasl_list_has(as->mechanisms, mech, n)) {
 		snprintf(as->detail, sizeof as->detail, "mechanism %s not on offer", mech);
 		return 0;
 	}
