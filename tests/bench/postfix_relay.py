@@ -8,12 +8,10 @@ smtpd answers 250, as relayd commits before its 250. Its queue lives in the
 benchmark's work directory, on the same file system as relayd's.
 
 `postfix -c DIR` wants DIR listed in /etc/postfix/main.cf's
-alternate_config_directories; the entry is added under the lock the
-integration tests take, and removed at the end (as is a main.cf we created).
+alternate_config_directories: tests/integration/postfix_main_cf.py adds the
+entry, as for the integration tests, and removes it at the end.
 """
-import fcntl
 import os
-import re
 import shutil
 import signal
 import socket
@@ -21,69 +19,13 @@ import subprocess
 import time
 
 import procs
+from postfix_main_cf import postconf, register, unregister
 
-DEFAULT_MAIN_CF = "/etc/postfix/main.cf"
 MARK = "# created by relayd's tests/bench/postfix_relay.py\n"
-
-
-def postconf(*args):
-    r = subprocess.run(["postconf"] + list(args), capture_output=True, timeout=30)
-    if r.returncode != 0:
-        raise RuntimeError("postconf %s: %s" % (args, r.stderr.decode(errors="replace")))
-    return r.stdout.decode(errors="replace")
 
 
 def version():
     return postconf("-d", "-h", "mail_version").strip()
-
-
-class _main_cf_lock:
-    """One editor of /etc/postfix/main.cf at a time (the lock the integration tests use)."""
-
-    def __enter__(self):
-        self.fd = os.open(os.path.dirname(DEFAULT_MAIN_CF), os.O_RDONLY | os.O_DIRECTORY)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc):
-        os.close(self.fd)
-        return False
-
-
-def _alternate_dirs():
-    value = postconf("-c", os.path.dirname(DEFAULT_MAIN_CF), "-h",
-                     "alternate_config_directories").strip()
-    return [d for d in re.split(r"[\s,]+", value) if d]
-
-
-def _set_alternate_dirs(dirs):
-    postconf("-c", os.path.dirname(DEFAULT_MAIN_CF), "-e",
-             "alternate_config_directories = " + ", ".join(dirs))
-
-
-def _register(confdir):
-    with _main_cf_lock():
-        if not os.path.exists(DEFAULT_MAIN_CF):
-            with open(DEFAULT_MAIN_CF, "w") as f:
-                f.write(MARK)
-        # Entries of earlier benchmark runs that were killed: their directory is gone.
-        dirs = [d for d in _alternate_dirs()
-                if os.path.isdir(d) or "relayd-bench-" not in d]
-        if confdir not in dirs:
-            dirs.append(confdir)
-        _set_alternate_dirs(dirs)
-
-
-def _unregister(confdir):
-    with _main_cf_lock():
-        dirs = [d for d in _alternate_dirs() if d != confdir]
-        if not dirs:
-            with open(DEFAULT_MAIN_CF) as f:
-                lines = f.readlines()
-            ours = lines and lines[0].startswith("# created by relayd's tests/")
-            if ours and all(l.startswith("alternate_config_directories") for l in lines[1:]):
-                os.unlink(DEFAULT_MAIN_CF)
-                return
-        _set_alternate_dirs(dirs)
 
 
 class Postfix:
@@ -133,7 +75,7 @@ class Postfix:
 
     def start(self):
         if not self.registered:
-            _register(self.conf)
+            register(self.conf, MARK)
             procs.on_cleanup(self._unregister)
             procs.on_cleanup(self.stop)
             self.registered = True
@@ -245,4 +187,4 @@ class Postfix:
         self.master = None
 
     def _unregister(self):
-        _unregister(self.conf)
+        unregister(self.conf)

@@ -27,6 +27,7 @@ sys.dont_write_bytecode = True      # no __pycache__ in the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+sys.path.insert(1, os.path.join(ROOT, "tests", "integration"))   # postfix_main_cf
 
 import bigqueue      # noqa: E402
 import idle          # noqa: E402

@@ -17,76 +17,13 @@ import subprocess
 import tempfile
 
 from harness import auth_running, certs, running, run, test, wait_for
+from postfix_main_cf import postconf, register, unregister
 
-DEFAULT_MAIN_CF = "/etc/postfix/main.cf"
 # Under /tmp, not $TMPDIR: every parent of Postfix's directories must be traversable by
 # its unprivileged daemons (a TMPDIR under /root, 0700, is not).
 TMP = "/tmp"
 PREFIX = "relayd-postfix-"
-
-
-def postconf(*args):
-    r = subprocess.run(["postconf"] + list(args), capture_output=True, timeout=30)
-    assert r.returncode == 0, "postconf %s: %s" % (args, r.stderr.decode(errors="replace"))
-    return r.stdout.decode(errors="replace")
-
-
-def _alternate_dirs():
-    value = postconf("-c", os.path.dirname(DEFAULT_MAIN_CF), "-h",
-                     "alternate_config_directories").strip()
-    return [d for d in re.split(r"[\s,]+", value) if d]
-
-
-def _set_alternate_dirs(dirs):
-    postconf("-c", os.path.dirname(DEFAULT_MAIN_CF), "-e",
-             "alternate_config_directories = " + ", ".join(dirs))
-
-
 MARK = "# created by relayd's tests/integration/test_postfix_client.py\n"
-
-
-class _main_cf_lock:
-    """Runs of this file in parallel edit the same /etc/postfix/main.cf: one at a time
-    (a lock on the directory itself, so no lock file is left behind)."""
-
-    def __enter__(self):
-        self.fd = os.open(os.path.dirname(DEFAULT_MAIN_CF), os.O_RDONLY | os.O_DIRECTORY)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc):
-        os.close(self.fd)                         # releases the lock
-        return False
-
-
-def _register(confdir):
-    """`postfix -c DIR` only accepts a DIR listed in the default main.cf: list it once,
-    and drop entries of earlier runs whose directory is gone. A fresh Debian has no
-    main.cf at all ("No configuration"): then create one, marked as ours."""
-    with _main_cf_lock():
-        if not os.path.exists(DEFAULT_MAIN_CF):
-            with open(DEFAULT_MAIN_CF, "w") as f:
-                f.write(MARK)
-        dirs = [d for d in _alternate_dirs()
-                if not (d.startswith(os.path.join(TMP, PREFIX)) and not os.path.isdir(d))]
-        if confdir not in dirs:
-            dirs.append(confdir)
-        _set_alternate_dirs(dirs)
-
-
-def _unregister(confdir):
-    """Take DIR off the list again; remove main.cf when it is ours and lists nothing more
-    (ours: made by these tests or by the benchmark, tests/bench/postfix_relay.py, which
-    registers its instance the same way and may have made the file first)."""
-    with _main_cf_lock():
-        dirs = [d for d in _alternate_dirs() if d != confdir]
-        if not dirs:
-            with open(DEFAULT_MAIN_CF) as f:
-                lines = f.readlines()
-            if lines and lines[0].startswith("# created by relayd's tests/") and all(
-                    l.startswith("alternate_config_directories") for l in lines[1:]):
-                os.unlink(DEFAULT_MAIN_CF)
-                return
-        _set_alternate_dirs(dirs)
 
 
 HOSTS = "/etc/hosts"
@@ -212,7 +149,7 @@ class Postfix:
         return subprocess.run(list(args), capture_output=True, timeout=timeout)
 
     def start(self):
-        _register(self.conf)
+        register(self.conf, MARK)
         self.registered = True
         r = self.run("postfix", "-c", self.conf, "start")
         assert r.returncode == 0, "postfix start: %s%s\n%s" % (
@@ -274,7 +211,7 @@ class Postfix:
                 self.started = False
         finally:
             if self.registered:
-                _unregister(self.conf)
+                unregister(self.conf)
                 self.registered = False
             shutil.rmtree(self.base, ignore_errors=True)
 
